@@ -1,0 +1,41 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.NormalizingFlows.Distributions;
+
+/// <summary>
+/// N(μ, diag σ²) with learnable μ and log σ: the mean-field Gaussian family of classic VI (ADVI's
+/// "meanfield"), or a learnable base for a flow.
+/// </summary>
+public sealed class DiagonalNormal : BaseDistribution
+{
+    private readonly TorchSharp.Modules.Parameter loc;
+    private readonly TorchSharp.Modules.Parameter logScale;
+
+    public DiagonalNormal(int dimension, double initialScale = 1.0) : base(nameof(DiagonalNormal), dimension)
+    {
+        if (!(initialScale > 0) || double.IsInfinity(initialScale))
+            throw new ArgumentOutOfRangeException(nameof(initialScale), initialScale, "initialScale must be positive and finite.");
+        loc = new TorchSharp.Modules.Parameter(torch.zeros(dimension));
+        logScale = new TorchSharp.Modules.Parameter(torch.full(dimension, Math.Log(initialScale)));
+        RegisterComponents();
+    }
+
+    public Tensor Location => loc;
+    public Tensor Scale => logScale.exp();
+
+    public override (Tensor Sample, Tensor LogProb) SampleFromNoise(Tensor noise)
+    {
+        CheckInput(noise, nameof(noise));
+        var z = torch.addcmul(loc, noise, logScale.exp(), 1);
+        var logProb = noise.square().sum(1).mul(-0.5) - logScale.sum() + LogNormalizerOfStandardNormal;
+        return (z, logProb);
+    }
+
+    public override Tensor LogProb(Tensor z)
+    {
+        CheckInput(z);
+        var eps = (z - loc) * torch.exp(-logScale);
+        return eps.square().sum(1).mul(-0.5) - logScale.sum() + LogNormalizerOfStandardNormal;
+    }
+}

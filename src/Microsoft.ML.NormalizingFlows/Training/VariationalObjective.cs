@@ -24,6 +24,6 @@ public sealed class ElboObjective : VariationalObjective
         var (z, logQ) = q.Sample(batchSize, generator);
         var logP = target.Evaluate(z);
         var elbo = (logP - logQ).mean();
-        return new ObjectiveTerms(-elbo, logP, logQ, elbo.to(ScalarType.Float64).item<double>());
+        return new ObjectiveTerms(-elbo, logP, logQ, elbo.ToDouble());
     }
 }

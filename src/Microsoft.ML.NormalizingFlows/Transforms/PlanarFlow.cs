@@ -50,10 +50,32 @@ public sealed class PlanarFlow : FlowTransform
         return (uHat, m); // wᵀû = wᵀu + (m − wᵀu) = m
     }
 
+    /// <summary>
+    /// Stacks with B·d·K up to this size run as one fused CPU node (<see cref="PlanarKernel"/>); larger
+    /// ones, and every non-CPU device, use tensor operations (where per-op overhead no longer dominates).
+    /// </summary>
+    internal const long FusedKernelMaxWork = 1L << 22;
+
+    /// <summary>Forces the op-by-op path (tests compare it with the fused kernel).</summary>
+    internal bool DisableFusedKernel { get; set; }
+
     public override (Tensor Output, Tensor LogAbsDetJacobian) Forward(Tensor input)
     {
         CheckInput(input);
         var (uHat, wtuHat) = ConstrainedU();
+        bool fused = !DisableFusedKernel && input.device.type == DeviceType.CPU
+                     && input.shape[0] * Dimension * Layers <= FusedKernelMaxWork
+                     && (input.dtype == ScalarType.Float32 || input.dtype == ScalarType.Float64);
+        if (fused)
+        {
+            var outputs = PlanarKernel.apply(input, w, uHat, b, wtuHat);
+            return (outputs[0], outputs[1]);
+        }
+        return ForwardByOperations(input, uHat, wtuHat);
+    }
+
+    private (Tensor Output, Tensor LogAbsDetJacobian) ForwardByOperations(Tensor input, Tensor uHat, Tensor wtuHat)
+    {
         var ws = w.unbind(0);
         var us = uHat.unbind(0);
         var bs = b.unbind(0);
@@ -63,7 +85,7 @@ public sealed class PlanarFlow : FlowTransform
         {
             var h = torch.addmv(bs[k], z, ws[k], 1, 1).tanh_();   // tanh(wᵀz + b), [B]
             hs[k] = h;
-            z = torch.addr(z, h, us[k]);                     // z + h ûᵀ
+            z = torch.addr(z, h, us[k]);                           // z + h ûᵀ
         }
         // log det_k = log(1 + (1 − h_k²) wᵀû_k), all layers at once: [B, K] → [B].
         var h2 = torch.stack(hs, 1).square();
@@ -82,14 +104,19 @@ public sealed class PlanarFlow : FlowTransform
     {
         CheckInput(input);
         using var noGrad = torch.no_grad();
+        // Solved in float64 whatever the input's dtype: the root is then exact to float32 rounding of the result.
         var (uHat, wtuHat) = ConstrainedU();
-        var y = input;
-        var logDet = torch.zeros(input.shape[0], dtype: input.dtype, device: input.device);
-        int iterations = input.dtype == ScalarType.Float64 ? 64 : 40;
+        uHat = uHat.to(ScalarType.Float64);
+        wtuHat = wtuHat.to(ScalarType.Float64);
+        var w64 = w.to(ScalarType.Float64);
+        var b64 = b.to(ScalarType.Float64);
+        var y = input.to(ScalarType.Float64);
+        var logDet = torch.zeros(input.shape[0], dtype: ScalarType.Float64, device: input.device);
+        const int iterations = 64;
         for (int k = Layers - 1; k >= 0; k--)
         {
-            var wk = w[k];
-            var bk = b[k];
+            var wk = w64[k];
+            var bk = b64[k];
             var m = wtuHat[k];
             var target = torch.mv(y, wk);
             var spread = m.abs() + 1e-12;
@@ -107,6 +134,6 @@ public sealed class PlanarFlow : FlowTransform
             y = y - h.unsqueeze(1) * uHat[k];
             logDet = logDet - torch.log1p((1 - h.square()) * m);
         }
-        return (y, logDet);
+        return (y.to(input.dtype), logDet.to(input.dtype));
     }
 }

@@ -10,7 +10,7 @@ using Microsoft.ML.NormalizingFlows.Training;
 /// </summary>
 internal static partial class BenchVerbs
 {
-    static partial void RegisterSeed() => Add("seed", "Seed experiment vs the PyTorch anchor: time, ms/iteration, exact KL, memory. [ITERS] [K] [BATCH] [THREADS]", RunSeed);
+    static partial void RegisterSeed() => Add("seed", "Seed experiment vs the PyTorch anchor: time, ms/iteration, exact KL, memory. [ITERS] [K] [BATCH] [THREADS] [SEED]", RunSeed);
 
     private static int RunSeed(string[] args)
     {
@@ -18,9 +18,10 @@ internal static partial class BenchVerbs
         int layers = args.Length > 1 ? int.Parse(args[1]) : 32;
         int batch = args.Length > 2 ? int.Parse(args[2]) : 128;
         int threads = args.Length > 3 ? int.Parse(args[3]) : 1;
+        long seed = args.Length > 4 ? long.Parse(args[4]) : 0;
         var target = TargetGallery.Create("ring");
-        var q = FlowFactory.Create("planar", 2, layers, seed: 0);
-        var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000 };
+        var q = FlowFactory.Create("planar", 2, layers, seed);
+        var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed };
         double rssAt1000 = double.NaN;
         var progress = new SynchronousProgress<TrainingProgress>(p =>
         {
@@ -30,7 +31,7 @@ internal static partial class BenchVerbs
         GC.Collect();
         double rssEnd = Process.GetCurrentProcess().WorkingSet64 / 1e6;
         var estimate = Evaluation.EstimateElbo(q, target, 20_000);
-        Console.WriteLine($"iters={iterations} K={layers} batch={batch} threads={threads} seconds={result.Elapsed.TotalSeconds:F2} " +
+        Console.WriteLine($"iters={iterations} K={layers} batch={batch} threads={threads} seed={seed} seconds={result.Elapsed.TotalSeconds:F2} " +
                           $"ms_per_iter={result.Elapsed.TotalMilliseconds / iterations:F3} neg_elbo={-estimate.Elbo:F4} " +
                           $"kl={estimate.Kl:F4}±{estimate.StandardError:F4} skipped={result.SkippedSteps}");
         Console.WriteLine($"rss_mb_after_1000={rssAt1000:F1} rss_mb_at_end={rssEnd:F1} growth={(rssEnd / rssAt1000 - 1) * 100:F1}%");

@@ -11,6 +11,7 @@ public static class FlowFactory
     private static readonly Dictionary<string, Func<int, int, Generator, FlowDistribution>> Presets = new(StringComparer.OrdinalIgnoreCase)
     {
         ["planar"] = (d, k, g) => new FlowDistribution(new StandardNormal(d), new PlanarFlow(d, k, generator: g)),
+        ["planar-softplus"] = (d, k, g) => new FlowDistribution(new StandardNormal(d), new PlanarFlow(d, k, generator: g, constraint: PlanarConstraint.Softplus)),
         ["radial"] = (d, k, g) => new FlowDistribution(new StandardNormal(d), new RadialFlow(d, k, generator: g)),
         ["mean-field"] = (d, _, _) => new FlowDistribution(new DiagonalNormal(d)),
         ["full-rank"] = (d, _, _) => new FlowDistribution(new FullRankNormal(d)),
@@ -22,7 +23,7 @@ public static class FlowFactory
     /// <summary>Registers a preset (later issues add RealNVP, MAF/IAF and spline flows this way).</summary>
     internal static void Register(string name, Func<int, int, Generator, FlowDistribution> factory) => Presets[name] = factory;
 
-    /// <param name="name">A preset: planar, radial, mean-field, full-rank.</param>
+    /// <param name="name">A preset: planar, planar-softplus (Rezende &amp; Mohamed's m), radial, mean-field, full-rank.</param>
     /// <param name="dimension">d ≥ 1.</param>
     /// <param name="layers">K ≥ 1 (ignored by the Gaussian families).</param>
     /// <param name="seed">Seeds the initialization.</param>

@@ -9,10 +9,10 @@ public sealed class PlanarRadialTests
 {
     public static IEnumerable<object[]> Dimensions => new[] { new object[] { 1 }, new object[] { 2 }, new object[] { 5 }, new object[] { 16 } };
 
-    private static PlanarFlow Planar(int d, int k, long seed, bool fused)
+    private static PlanarFlow Planar(int d, int k, long seed, bool fused, PlanarConstraint constraint = PlanarConstraint.IdentityWhereSlack)
     {
         // Large init scale: random, far-from-identity parameters (some wᵀu < −1, exercising the constraint).
-        var flow = new PlanarFlow(d, k, initScale: 1.0, generator: new Generator((ulong)seed));
+        var flow = new PlanarFlow(d, k, initScale: 1.0, generator: new Generator((ulong)seed), constraint: constraint);
         flow.DisableFusedKernel = !fused;
         flow.to(ScalarType.Float64);
         return flow;
@@ -22,12 +22,13 @@ public sealed class PlanarRadialTests
     [DynamicData(nameof(Dimensions))]
     public void PlanarLogDetMatchesAutogradJacobian(int d)
     {
-        foreach (bool fused in new[] { true, false })
-        {
-            var flow = Planar(d, 6, seed: 10 + d, fused);
-            var x = torch.randn(64, d, dtype: ScalarType.Float64, generator: new Generator(7)) * 2;
-            JacobianCheck.AssertLogDetMatchesAutograd(flow, x);
-        }
+        foreach (var constraint in Enum.GetValues<PlanarConstraint>())
+            foreach (bool fused in new[] { true, false })
+            {
+                var flow = Planar(d, 6, seed: 10 + d, fused, constraint);
+                var x = torch.randn(64, d, dtype: ScalarType.Float64, generator: new Generator(7)) * 2;
+                JacobianCheck.AssertLogDetMatchesAutograd(flow, x);
+            }
     }
 
     [TestMethod]
@@ -46,6 +47,7 @@ public sealed class PlanarRadialTests
     {
         var x64 = torch.randn(128, d, dtype: ScalarType.Float64, generator: new Generator(9)) * 2;
         JacobianCheck.AssertRoundTrip(Planar(d, 8, 30 + d, fused: true), x64, 1e-10);
+        JacobianCheck.AssertRoundTrip(Planar(d, 8, 35 + d, fused: true, PlanarConstraint.Softplus), x64, 1e-10);
         var radial = new RadialFlow(d, 8, initScale: 1.0, generator: new Generator((ulong)(40 + d)));
         radial.to(ScalarType.Float64);
         JacobianCheck.AssertRoundTrip(radial, x64, 1e-10);
@@ -87,18 +89,23 @@ public sealed class PlanarRadialTests
     }
 
     [TestMethod]
-    public void ConstrainedPlanarLayersStayInvertibleWhenRawUViolatesTheCondition()
+    [DataRow(PlanarConstraint.IdentityWhereSlack)]
+    [DataRow(PlanarConstraint.Softplus)]
+    public void ConstrainedPlanarLayersStayInvertibleWhenRawUViolatesTheCondition(PlanarConstraint constraint)
     {
-        // Make wᵀu very negative: the raw layer would fold space; û must keep det J > 0 everywhere.
-        var flow = new PlanarFlow(2, 1, generator: new Generator(1));
+        // Make wᵀu very negative (−15): the raw layer would fold space; û must keep det J > 0 everywhere, in float32.
+        var flow = new PlanarFlow(2, 1, generator: new Generator(1), constraint: constraint);
         using (torch.no_grad())
         {
             flow.parameters().ElementAt(0).copy_(torch.tensor(new float[] { 3, 0 }).reshape(1, 2));
             flow.parameters().ElementAt(1).copy_(torch.tensor(new float[] { -5, 0 }).reshape(1, 2));
+            flow.parameters().ElementAt(2).zero_();
         }
         var x = torch.linspace(-5, 5, 201).unsqueeze(1).repeat(1, 2);
         var (_, logDet) = flow.Forward(x);
         Assert.IsTrue(logDet.isfinite().all().item<bool>(), "log|det J| must be finite (det > 0) for every input");
+        var (back, _) = flow.Inverse(flow.Forward(x).Output);
+        Assert.IsTrue(back.isfinite().all().item<bool>());
     }
 
     [TestMethod]

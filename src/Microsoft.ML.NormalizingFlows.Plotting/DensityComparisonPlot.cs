@@ -15,8 +15,10 @@ public static class DensityComparisonPlot
         ArgumentNullException.ThrowIfNull(fitted);
         PlotStyle.CheckOutput(path, width, height);
         if (truth.Box != fitted.Box) throw new ArgumentException($"Both grids must cover the same box; got {truth.Box} and {fitted.Box}.", nameof(fitted));
-        // One range for both panels; the true density's peak sets it so an overshooting q is visible as saturation.
+        // One range for both panels, set by the true density's peak; a q that is more peaked saturates
+        // and the title says so (scaling to q's peak would instead fade the target into the background).
         double max = truth.Max;
+        bool clipped = fitted.Max > 1.05 * max;
 
         var multiplot = new Multiplot();
         multiplot.AddPlots(2);
@@ -24,13 +26,13 @@ public static class DensityComparisonPlot
         var left = multiplot.GetPlot(0);
         var right = multiplot.GetPlot(1);
 
-        PlotStyle.AddDensity(left, truth, max);
+        // A color bar on each panel keeps the two panels the same size (and both readable alone).
+        left.Add.ColorBar(PlotStyle.AddDensity(left, truth, max));
         PlotStyle.FrameZSpace(left, truth.Box, $"True density p(z): {targetTitle}\n({truth.Method})");
 
-        var heatmap = PlotStyle.AddDensity(right, fitted, max);
-        PlotStyle.FrameZSpace(right, fitted.Box, $"Fitted q(z): {flowTitle}\n({fitted.Method})");
-        var colorBar = right.Add.ColorBar(heatmap);
-        colorBar.Label = "density (same scale both panels)";
+        right.Add.ColorBar(PlotStyle.AddDensity(right, fitted, max));
+        var note = clipped ? $"; peak {fitted.Max:G3} clipped to the same scale" : "; same color scale";
+        PlotStyle.FrameZSpace(right, fitted.Box, $"Fitted density q(z): {flowTitle}\n({fitted.Method}{note})");
 
         multiplot.SavePng(path, width, height);
     }

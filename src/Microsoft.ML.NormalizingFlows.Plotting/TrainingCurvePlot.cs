@@ -30,12 +30,7 @@ public static class TrainingCurvePlot
             var line = plot.Add.ScatterLine(iterations, logKl);
             line.LegendText = $"KL = log Z − ELBO (log Z = {logZ:F4}), moving average of {window}";
             plot.YLabel("KL(q‖p) in nats (log scale)");
-            plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
-            {
-                MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
-                IntegerTicksOnly = true,
-                LabelFormatter = y => Math.Pow(10, y).ToString("G3", System.Globalization.CultureInfo.InvariantCulture),
-            };
+            plot.Axes.Left.TickGenerator = LogTicks(logKl);
         }
         else
         {
@@ -46,6 +41,28 @@ public static class TrainingCurvePlot
         plot.Title(title, size: 14);
         plot.ShowLegend(Alignment.UpperRight);
         plot.SavePng(path, width, height);
+    }
+
+    /// <summary>
+    /// Ticks for log10 data labelled in the original units at 1, 2, 5 × 10^k, so the axis reads in
+    /// nats even when the curve spans less than one decade.
+    /// </summary>
+    private static ScottPlot.TickGenerators.NumericManual LogTicks(double[] log10Values)
+    {
+        var finite = log10Values.Where(double.IsFinite).ToArray();
+        int low = (int)Math.Floor(finite.Length > 0 ? finite.Min() : 0);
+        int high = (int)Math.Ceiling(finite.Length > 0 ? finite.Max() : 1);
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        for (int k = low; k <= high; k++)
+            foreach (var m in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9 })
+            {
+                double position = k + Math.Log10(m);
+                if (m is 1 or 2 or 5)
+                    ticks.AddMajor(position, (m * Math.Pow(10, k)).ToString("G3", System.Globalization.CultureInfo.InvariantCulture));
+                else
+                    ticks.AddMinor(position);
+            }
+        return ticks;
     }
 
     /// <summary>Trailing moving average that skips NaN (skipped steps) instead of spreading them.</summary>

@@ -14,6 +14,12 @@ internal static class CliRunner
     {
         var target = CreateTarget(o.Target);
         if (target.Dimension != 2) throw new CliUsageException($"Target '{target.Name}' has dimension {target.Dimension}; the CLI draws 2-D targets only.");
+        // Checked before anything is written, so a bad device leaves no empty output folder behind.
+        try { DeviceSelector.Resolve(o.Device); }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new CliUsageException(e.Message.ReplaceLineEndings(" "), e);
+        }
         var directory = Path.GetFullPath(o.Output);
         try { Directory.CreateDirectory(directory); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -21,11 +27,6 @@ internal static class CliRunner
             throw new CliUsageException($"Cannot create output folder '{directory}': {e.Message}", e);
         }
         var trainerOptions = o.ToTrainerOptions();
-        try { DeviceSelector.Resolve(o.Device); }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
-        {
-            throw new CliUsageException(e.Message.ReplaceLineEndings(" "), e);
-        }
 
         var q = FlowFactory.Create(o.Flow, target.Dimension, o.Layers, o.Seed);
         string flowTitle = o.Flow is "planar" or "radial" ? $"{o.Flow} K={o.Layers}" : o.Flow;

@@ -11,19 +11,11 @@ namespace Microsoft.ML.NormalizingFlows.Tests;
 /// maps it onto [−4, 4]², so a pixel is 1/16 wide and a disk of radius r pixels has radius r/16 in z.
 /// </summary>
 [TestClass]
-public sealed class ImageTargetTests
+public sealed class ImageTargetTests : TempDirectoryTest
 {
     private const int Size = 128;
     private const double Pixel = 8.0 / Size;
-    private string directory = "";
-
     public TestContext TestContext { get; set; } = null!;
-
-    [TestInitialize]
-    public void CreateDirectory() => directory = PngTestFiles.NewTempDirectory();
-
-    [TestCleanup]
-    public void DeleteDirectory() => Directory.Delete(directory, recursive: true);
 
     private static double Density(Target target, double x, double y)
     {
@@ -34,7 +26,7 @@ public sealed class ImageTargetTests
     [TestMethod]
     public void LogNormalizer_ByQuadrature_MatchesDiskAreaPlusFloorTimesBox()
     {
-        var path = PngTestFiles.DrawDisk(directory, Size, 64, 64, 32);
+        var path = PngTestFiles.DrawDisk(TempDirectory, Size, 64, 64, 32);
         var target = ImageTarget.FromPng(path);
         double radius = 32 * Pixel; // 2
         // Dark disk (intensity 1) + floor over the 8×8 box + the Gaussian walls' tails beyond the four edges.
@@ -58,7 +50,7 @@ public sealed class ImageTargetTests
     [TestMethod]
     public void Density_IsHighOnDarkPixelsAndAtTheFloorOnWhite()
     {
-        var target = ImageTarget.FromPng(PngTestFiles.DrawDisk(directory, Size, 64, 64, 32));
+        var target = ImageTarget.FromPng(PngTestFiles.DrawDisk(TempDirectory, Size, 64, 64, 32));
         Assert.AreEqual(1 + 1e-3, Density(target, 0, 0), 1e-4, "disk center: full darkness + floor");
         Assert.AreEqual(1 + 1e-3, Density(target, 1.2, -0.7), 1e-4, "inside the disk");
         Assert.AreEqual(1e-3, Density(target, 3.5, 3.5), 1e-6, "white corner: the floor only");
@@ -69,7 +61,7 @@ public sealed class ImageTargetTests
     [TestMethod]
     public void BilinearInterpolation_IsContinuousAcrossTheRim()
     {
-        var target = ImageTarget.FromPng(PngTestFiles.DrawDisk(directory, Size, 64, 64, 32));
+        var target = ImageTarget.FromPng(PngTestFiles.DrawDisk(TempDirectory, Size, 64, 64, 32));
         // Walk along z₂ = 0.03 from the center out through the rim in steps far smaller than a pixel.
         int n = 20_001;
         var xs = torch.linspace(0, 3, n, dtype: ScalarType.Float64);
@@ -87,9 +79,9 @@ public sealed class ImageTargetTests
     [TestMethod]
     public void TruncatedPng_GivesInvalidDataExceptionNamingTheFile()
     {
-        var good = PngTestFiles.DrawDisk(directory, Size, 64, 64, 32);
+        var good = PngTestFiles.DrawDisk(TempDirectory, Size, 64, 64, 32);
         var bytes = File.ReadAllBytes(good);
-        var truncated = Path.Combine(directory, "truncated.png");
+        var truncated = Path.Combine(TempDirectory, "truncated.png");
         File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
         var e = Assert.ThrowsExactly<InvalidDataException>(() => ImageTarget.FromPng(truncated));
         StringAssert.Contains(e.Message, "truncated.png");
@@ -101,7 +93,7 @@ public sealed class ImageTargetTests
     [TestMethod]
     public void NonPngFile_GivesInvalidDataExceptionSayingSo()
     {
-        var path = Path.Combine(directory, "letter.png");
+        var path = Path.Combine(TempDirectory, "letter.png");
         File.WriteAllText(path, "this is not a picture");
         var e = Assert.ThrowsExactly<InvalidDataException>(() => ImageTarget.FromPng(path));
         StringAssert.Contains(e.Message, "is not a PNG file");
@@ -110,12 +102,12 @@ public sealed class ImageTargetTests
     [TestMethod]
     public void CorruptImageData_GivesInvalidDataException()
     {
-        var bytes = File.ReadAllBytes(PngTestFiles.DrawDisk(directory, Size, 64, 64, 32));
+        var bytes = File.ReadAllBytes(PngTestFiles.DrawDisk(TempDirectory, Size, 64, 64, 32));
         // Overwrite the compressed pixel data (after the IDAT chunk header) with garbage, keeping lengths.
         int idat = IndexOf(bytes, "IDAT"u8.ToArray());
         Assert.IsTrue(idat > 0, "the drawn PNG must have an IDAT chunk");
         for (int i = idat + 4; i < Math.Min(bytes.Length - 16, idat + 4 + 64); i++) bytes[i] = 0xFF;
-        var path = Path.Combine(directory, "corrupt.png");
+        var path = Path.Combine(TempDirectory, "corrupt.png");
         File.WriteAllBytes(path, bytes);
         var e = Assert.ThrowsExactly<InvalidDataException>(() => ImageTarget.FromPng(path));
         StringAssert.Contains(e.Message, "corrupt.png");
@@ -125,7 +117,7 @@ public sealed class ImageTargetTests
     public void ShortRadialFit_PutsMostSamplesOnTheDarkDisk()
     {
         // Disk of radius 1.5 centered at (1.5, 1.5): off the origin, so q has to move there.
-        var target = ImageTarget.FromPng(PngTestFiles.DrawDisk(directory, Size, 88, 40, 24));
+        var target = ImageTarget.FromPng(PngTestFiles.DrawDisk(TempDirectory, Size, 88, 40, 24));
         var q = FlowFactory.Create("radial", 2, 8, seed: 0);
         var fit = VariationalTrainer.Fit(q, target, new TrainerOptions { Iterations = 1500, BatchSize = 128, LearningRate = 1e-2 });
         Assert.AreEqual(0, fit.SkippedSteps);

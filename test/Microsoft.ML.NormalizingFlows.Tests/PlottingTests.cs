@@ -8,16 +8,8 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.NormalizingFlows.Tests;
 
 [TestClass]
-public sealed class PlottingTests
+public sealed class PlottingTests : TempDirectoryTest
 {
-    private string directory = "";
-
-    [TestInitialize]
-    public void CreateDirectory() => directory = PngTestFiles.NewTempDirectory();
-
-    [TestCleanup]
-    public void DeleteDirectory() => Directory.Delete(directory, recursive: true);
-
     [TestMethod]
     public void ShortFit_WritesThreeNonEmptyPngsOfTheRequestedSizes()
     {
@@ -25,7 +17,7 @@ public sealed class PlottingTests
         var q = FlowFactory.Create("planar", 2, 4, seed: 0);
         var fit = VariationalTrainer.Fit(q, target, new TrainerOptions { Iterations = 100, BatchSize = 64, LearningRate = 1e-2 });
 
-        var paths = FitPictures.WriteAll(directory, q, target, fit, "planar K=4", resolution: 60, sampleCount: 300);
+        var paths = FitPictures.WriteAll(TempDirectory, q, target, fit, "planar K=4", resolution: 60, sampleCount: 300);
 
         CollectionAssert.AreEqual(new[] { FitPictures.DensityFile, FitPictures.SamplesFile, FitPictures.TrainingFile }, paths.Select(Path.GetFileName).ToArray());
         var expectedSizes = new[] { (1400, 640), (800, 800), (1000, 600) };
@@ -42,18 +34,18 @@ public sealed class PlottingTests
         var target = TargetGallery.Create("ring");
         var q = FlowFactory.Create("radial", 2, 2, seed: 1);
         var background = DensityGrid.ForTarget(target, FitPictures.PlotBox(target), 40);
-        var frames = new FrameRecorder(q, background, Path.Combine(directory, "frames"), every: 20, "radial K=2", samples: 100, width: 300, height: 200);
+        var frames = new FrameRecorder(q, background, Path.Combine(TempDirectory, "frames"), every: 20, "radial K=2", samples: 100, width: 300, height: 200);
 
         VariationalTrainer.Fit(q, target, new TrainerOptions { Iterations = 60, BatchSize = 16, ReportEvery = 10 }, frames);
 
         Assert.AreEqual(3, frames.Frames.Count);
         for (int i = 1; i <= 3; i++)
         {
-            var path = Path.Combine(directory, "frames", $"frame_{i:D5}.png");
+            var path = Path.Combine(TempDirectory, "frames", $"frame_{i:D5}.png");
             Assert.IsTrue(File.Exists(path), path);
             Assert.AreEqual((300, 200), PngTestFiles.ReadSize(path));
         }
-        Assert.IsFalse(File.Exists(Path.Combine(directory, "frames", "frame_00004.png")));
+        Assert.IsFalse(File.Exists(Path.Combine(TempDirectory, "frames", "frame_00004.png")));
     }
 
     [TestMethod]
@@ -112,7 +104,7 @@ public sealed class PlottingTests
     {
         var a = new DensityGrid(new double[2, 2], new Box(-1, 1, -1, 1), "a");
         var b = new DensityGrid(new double[2, 2], new Box(-2, 2, -2, 2), "b");
-        var e = Assert.ThrowsExactly<ArgumentException>(() => DensityComparisonPlot.Save(Path.Combine(directory, "x.png"), a, b, "t", "f"));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => DensityComparisonPlot.Save(Path.Combine(TempDirectory, "x.png"), a, b, "t", "f"));
         StringAssert.Contains(e.Message, "same box");
     }
 }

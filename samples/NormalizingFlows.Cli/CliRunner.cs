@@ -34,7 +34,7 @@ internal static class CliRunner
 
         output.WriteLine(I($"Target   {target.Name}{Describe(target)}"));
         output.WriteLine(I($"Flow     {flowTitle} ({q.parameters().Sum(p => p.numel()):N0} parameters), seed {o.Seed}"));
-        output.WriteLine(I($"Training {o.Optimizer} lr {o.LearningRate:G4}{(o.LearningRateDecay < 1 ? I($" decay {o.LearningRateDecay:G4}") : "")}, batch {o.BatchSize}, {o.Iterations:N0} iterations, {o.Precision.ToString().ToLowerInvariant()} on {o.Device}{(o.Threads is int t ? I($", {t} threads") : "")} (preset {o.Preset})"));
+        output.WriteLine(I($"Training {o.Optimizer} lr {o.LearningRate:G4}{(o.LearningRateDecay < 1 ? I($" decay {o.LearningRateDecay:G4}") : "")}, batch {o.BatchSize}, {o.Iterations:N0} iterations, {o.Precision.ToString().ToLowerInvariant()} on {o.Device}{(o.Threads is int t ? I($", threads {t}") : "")} (preset {o.Preset})"));
         output.WriteLine($"Output   {directory}");
 
         FrameRecorder? frames = null;

@@ -23,7 +23,9 @@ internal sealed record CliOptions
     public long Seed { get; init; }
     public Precision Precision { get; init; } = Precision.Float32;
     public string Device { get; init; } = "cpu";
-    public int? Threads { get; init; }
+    /// <summary>One thread by default: small flows are bound by per-operation overhead, and the PyTorch anchor
+    /// (shared/bench/seed_planar_ring.py) is run with one thread too.</summary>
+    public int? Threads { get; init; } = 1;
     public string Output { get; init; } = "./flows-output";
     public int? FramesEvery { get; init; }
     public bool ShowHelp { get; init; }
@@ -199,7 +201,7 @@ internal sealed record CliOptions
               --seed S             seed of the initialization and the draws [{d.Seed}]
               --precision P        float32 | float64 [{d.Precision.ToString().ToLowerInvariant()}]
               --device D           cpu | cuda | cuda:N | auto [{d.Device}]
-              --threads N          TorchSharp intra-op threads [TorchSharp's default]
+              --threads N          TorchSharp intra-op threads [{d.Threads}]
               --output DIR         folder for the PNGs [{d.Output}]
               --frames-every N     also write DIR/frames/frame_00001.png ... every N iterations [off]
               --preset NAME        seed | seed2 [{d.Preset}]; explicit options override the preset.

@@ -23,7 +23,7 @@ public sealed class CliOptionsTests
         Assert.AreEqual(0L, o.Seed);
         Assert.AreEqual(Precision.Float32, o.Precision);
         Assert.AreEqual("cpu", o.Device);
-        Assert.IsNull(o.Threads);
+        Assert.AreEqual(1, o.Threads);
         Assert.AreEqual("./flows-output", o.Output);
         Assert.IsNull(o.FramesEvery);
         Assert.IsFalse(o.ShowHelp);

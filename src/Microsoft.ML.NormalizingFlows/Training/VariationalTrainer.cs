@@ -107,6 +107,7 @@ public static class VariationalTrainer
             throw;
         }
         clock.Stop();
+        if (status != FitStatus.Diverged) monitor.Flush(completed);
         // Divergence and cancellation always return the best parameters; so does a normal end with KeepBestParameters;
         // and never parameters that are not finite.
         bool restore = status is FitStatus.Diverged or FitStatus.Cancelled || options.KeepBestParameters || !AllFinite(parameters);

@@ -159,6 +159,19 @@ public sealed class TrainerReliabilityTests
     }
 
     [TestMethod]
+    public void AFitShorterThanOneWindowKeepsItsTrainedParameters()
+    {
+        var q = new FlowDistribution(new DiagonalNormal(2));
+        var options = Quick(30);
+        options.LearningRate = 0.1;
+        var fit = VariationalTrainer.Fit(q, GaussianFixtures.Diagonal(new[] { 2.0, 2.0 }, new[] { 1.0, 1.0 }), options);
+        Assert.AreEqual(30, fit.BestIteration);
+        Assert.AreEqual(1, fit.SmoothedElbo.Count);
+        using var noGrad = torch.no_grad();
+        Assert.IsTrue(((DiagonalNormal)q.Base).Location.mean().item<float>() > 1, "moved toward the mode, not reset to the initial parameters");
+    }
+
+    [TestMethod]
     public void SchedulesAndWarmupGiveTheDocumentedFactors()
     {
         Assert.AreEqual(0.9 * 0.9, LearningRateSchedule.Exponential(0.9).Factor(3, 10), 1e-12);

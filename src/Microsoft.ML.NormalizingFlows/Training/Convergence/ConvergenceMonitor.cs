@@ -53,6 +53,20 @@ internal sealed class ConvergenceMonitor : IDisposable
         return mean;
     }
 
+    /// <summary>
+    /// Closes a last, partial window (iterations since the last full one) so that a fit shorter than one
+    /// window, or one that stops between windows, can still keep its final parameters.
+    /// </summary>
+    public void Flush(int iteration)
+    {
+        if (windowCount == 0 || iteration % options.ConvergenceWindow == 0) return;
+        double mean = windowSum / windowCount;
+        windowSum = 0;
+        windowCount = 0;
+        smoothed.Add(new ElboPoint(iteration, mean));
+        if (mean > BestElbo) { BestElbo = mean; BestIteration = iteration; best.Capture(); }
+    }
+
     /// <summary>Writes the best parameters seen (or the initial ones) back.</summary>
     public void RestoreBest() => best.Restore();
 

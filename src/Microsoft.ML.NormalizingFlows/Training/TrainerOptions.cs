@@ -17,7 +17,7 @@ public enum Precision
 }
 
 /// <summary>Settings of <see cref="VariationalTrainer"/>. Defaults reproduce the seed's experiment.</summary>
-public sealed class TrainerOptions
+public sealed partial class TrainerOptions
 {
     /// <summary>Optimizer steps.</summary>
     public int Iterations { get; set; } = 20_000;
@@ -66,6 +66,7 @@ public sealed class TrainerOptions
         if (Threads is <= 0) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "Threads must be positive when set.");
         if (ReportEvery <= 0) throw new ArgumentOutOfRangeException(nameof(ReportEvery), ReportEvery, "ReportEvery must be positive.");
         if (MaxConsecutiveNonFiniteSteps <= 0) throw new ArgumentOutOfRangeException(nameof(MaxConsecutiveNonFiniteSteps), MaxConsecutiveNonFiniteSteps, "MaxConsecutiveNonFiniteSteps must be positive.");
+        ValidateReliability();
         DeviceSelector.Resolve(Device);
     }
 }

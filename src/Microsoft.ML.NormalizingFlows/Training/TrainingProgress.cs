@@ -4,7 +4,7 @@ namespace Microsoft.ML.NormalizingFlows.Training;
 public readonly record struct TrainingProgress(int Iteration, int Iterations, double Elbo, double LearningRate, TimeSpan Elapsed, int SkippedSteps);
 
 /// <summary>What a fit did.</summary>
-public sealed class FitResult
+public sealed partial class FitResult
 {
     internal FitResult(double[] elboTrace, int skippedSteps, TimeSpan elapsed, int iterations, bool cancelled)
     {

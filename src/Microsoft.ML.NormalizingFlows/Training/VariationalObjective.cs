@@ -5,7 +5,12 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.NormalizingFlows.Training;
 
 /// <summary>One stochastic evaluation of an objective: the loss to minimize and its per-sample parts.</summary>
-public readonly record struct ObjectiveTerms(Tensor Loss, Tensor LogP, Tensor LogQ, double Elbo);
+public readonly record struct ObjectiveTerms(Tensor Loss, Tensor LogP, Tensor LogQ, double Elbo)
+{
+    /// <summary>Draws of this step whose log p̃ or log q was not finite and that the objective gave weight 0
+    /// (see <see cref="ImportanceWeightedElboObjective"/>); 0 for objectives that do not drop draws.</summary>
+    public int NonFiniteSamples { get; init; }
+}
 
 /// <summary>
 /// What training minimizes. Implementations draw from q, evaluate the target and return per-sample

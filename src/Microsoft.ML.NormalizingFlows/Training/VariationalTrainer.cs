@@ -16,9 +16,13 @@ public static class VariationalTrainer
 {
     /// <summary>
     /// Moves q to the options' precision and device and trains it in place against the target.
-    /// A step whose loss or gradient is not finite is skipped (and counted); after
-    /// <see cref="TrainerOptions.MaxConsecutiveNonFiniteSteps"/> in a row a <see cref="TrainingDivergedException"/>
-    /// says which term went bad. Cancellation stops after the current step and returns what was done.
+    /// A step whose loss or gradient is not finite is skipped (and counted). Training is declared diverged
+    /// after <see cref="TrainerOptions.MaxConsecutiveNonFiniteSteps"/> such steps in a row, or when the
+    /// smoothed ELBO falls <see cref="TrainerOptions.DivergenceElboDrop"/> below its best: the best parameters
+    /// are restored and the result says so (<see cref="FitResult.Status"/>), or, with
+    /// <see cref="TrainerOptions.ThrowOnDivergence"/>, a <see cref="TrainingDivergedException"/> says which term
+    /// went bad. Cancellation stops after the current step and returns the best parameters so far. A target
+    /// that throws (<see cref="TargetException"/>) propagates, with the best parameters restored first.
     /// </summary>
     public static FitResult Fit(FlowDistribution q, Target target, TrainerOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -40,47 +44,109 @@ public static class VariationalTrainer
         var objective = options.Objective ?? new ElboObjective();
         var generator = new Generator((ulong)options.Seed, device);
         using var optimizer = CreateOptimizer(parameters, options);
-        var scheduler = options.LearningRateDecay < 1 ? optim.lr_scheduler.ExponentialLR(optimizer, options.LearningRateDecay) : null;
+        var schedule = options.Schedule ?? LearningRateSchedule.Exponential(options.LearningRateDecay);
+        schedule.Reset();
+        using var monitor = new ConvergenceMonitor(parameters, options);
 
         var trace = new double[options.Iterations];
         var clock = Stopwatch.StartNew();
         int skipped = 0, consecutiveBad = 0, completed = 0;
+        long nonFiniteSamples = 0;
         double windowSum = 0;
         int windowCount = 0;
         double learningRate = options.LearningRate;
-        for (int it = 1; it <= options.Iterations; it++)
+        var status = FitStatus.Completed;
+        string? divergence = null, divergedTerm = null;
+        try
         {
-            if (cancellationToken.IsCancellationRequested) break;
-            var (elbo, badTerm) = Step(q, target, objective, optimizer, parameters, options.BatchSize, generator);
-            trace[it - 1] = elbo;
-            completed = it;
-            if (badTerm is null)
+            for (int it = 1; it <= options.Iterations; it++)
             {
-                consecutiveBad = 0;
-                windowSum += elbo;
-                windowCount++;
-            }
-            else
-            {
-                skipped++;
-                if (++consecutiveBad >= options.MaxConsecutiveNonFiniteSteps)
-                    throw new TrainingDivergedException(
-                        $"Training stopped at iteration {it}: {consecutiveBad} consecutive steps produced non-finite values in {badTerm} " +
-                        $"(target '{target.Name}'). Check the target for NaN/Inf, lower the learning rate (now {learningRate:g3}), or use Float64 precision.",
-                        it, badTerm);
-            }
-            if (scheduler is not null) { scheduler.step(); learningRate *= options.LearningRateDecay; }
-            if (progress is not null && (it % options.ReportEvery == 0 || it == options.Iterations))
-            {
-                progress.Report(new TrainingProgress(it, options.Iterations, windowCount > 0 ? windowSum / windowCount : double.NaN,
-                    learningRate, clock.Elapsed, skipped));
-                windowSum = 0;
-                windowCount = 0;
+                if (cancellationToken.IsCancellationRequested) { status = FitStatus.Cancelled; break; }
+                learningRate = LearningRateAt(it, options, schedule);
+                SetLearningRate(optimizer, learningRate);
+                var (elbo, badTerm, dropped) = Step(q, target, objective, optimizer, parameters, options.BatchSize, generator, options.GradientClipNorm);
+                trace[it - 1] = elbo;
+                completed = it;
+                nonFiniteSamples += dropped;
+                if (badTerm is null)
+                {
+                    consecutiveBad = 0;
+                    windowSum += elbo;
+                    windowCount++;
+                }
+                else
+                {
+                    skipped++;
+                    if (++consecutiveBad >= options.MaxConsecutiveNonFiniteSteps)
+                    {
+                        divergedTerm = badTerm;
+                        divergence = $"{consecutiveBad} consecutive steps produced non-finite values in {badTerm} (target '{target.Name}'); " +
+                                     $"check the target for NaN/Inf, lower the learning rate (now {learningRate:g3}), clip gradients, or use Float64 precision";
+                    }
+                }
+                if (monitor.Record(it, elbo) is double smoothed)
+                {
+                    schedule.ObserveSmoothedElbo(smoothed);
+                    if (divergence is null && monitor.DivergenceReason is string drop) { divergence = drop; divergedTerm = "the objective"; }
+                }
+                if (progress is not null && (it % options.ReportEvery == 0 || it == options.Iterations))
+                {
+                    progress.Report(new TrainingProgress(it, options.Iterations, windowCount > 0 ? windowSum / windowCount : double.NaN,
+                        learningRate, clock.Elapsed, skipped));
+                    windowSum = 0;
+                    windowCount = 0;
+                }
+                if (divergence is not null) { status = FitStatus.Diverged; break; }
+                if (monitor.PlateauReached) { status = FitStatus.StoppedEarly; break; }
             }
         }
+        catch
+        {
+            monitor.RestoreBest(); // a throwing target leaves the model at its best parameters, not mid-step
+            q.eval();
+            throw;
+        }
         clock.Stop();
+        if (status != FitStatus.Diverged) monitor.Flush(completed);
+        // Divergence and cancellation always return the best parameters; so does a normal end with KeepBestParameters;
+        // and never parameters that are not finite.
+        bool restore = status is FitStatus.Diverged or FitStatus.Cancelled || options.KeepBestParameters || !AllFinite(parameters);
+        if (restore) monitor.RestoreBest();
         q.eval();
-        return new FitResult(trace[..completed], skipped, clock.Elapsed, completed, completed < options.Iterations);
+        var result = new FitResult(trace[..completed], skipped, clock.Elapsed, completed, status == FitStatus.Cancelled)
+        {
+            Status = status,
+            SmoothedElbo = monitor.Smoothed.ToArray(),
+            BestSmoothedElbo = monitor.BestElbo,
+            BestIteration = monitor.BestIteration,
+            RestoredBestParameters = restore,
+            DivergenceReason = divergence,
+            NonFiniteSamples = nonFiniteSamples,
+            FinalLearningRate = learningRate,
+        };
+        if (status == FitStatus.Diverged && options.ThrowOnDivergence)
+            throw new TrainingDivergedException(
+                $"Training stopped at iteration {completed}: {divergence}. The best parameters (iteration {monitor.BestIteration}) were restored.",
+                completed, divergedTerm ?? "the objective");
+        return result;
+    }
+
+    /// <summary>Base rate × schedule factor × linear warm-up.</summary>
+    internal static double LearningRateAt(int iteration, TrainerOptions options, LearningRateSchedule schedule)
+    {
+        double warmup = options.WarmupIterations > 0 ? Math.Min(1.0, iteration / (double)options.WarmupIterations) : 1.0;
+        return options.LearningRate * schedule.Factor(iteration, options.Iterations) * warmup;
+    }
+
+    private static void SetLearningRate(optim.Optimizer optimizer, double learningRate)
+    {
+        foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
+    }
+
+    private static bool AllFinite(List<Parameter> parameters)
+    {
+        using var noGrad = torch.no_grad();
+        return parameters.All(p => p.isfinite().all().item<bool>());
     }
 
     internal static optim.Optimizer CreateOptimizer(IEnumerable<Parameter> parameters, TrainerOptions options) => options.Optimizer switch
@@ -92,8 +158,8 @@ public static class VariationalTrainer
 
     /// <summary>One optimizer step inside its own dispose scope (no tensor outlives the step). Returns the
     /// minibatch ELBO and, when the step had to be skipped, the name of the term that went non-finite.</summary>
-    private static (double Elbo, string? BadTerm) Step(FlowDistribution q, Target target, VariationalObjective objective,
-        optim.Optimizer optimizer, List<Parameter> parameters, int batchSize, Generator generator)
+    private static (double Elbo, string? BadTerm, int DroppedSamples) Step(FlowDistribution q, Target target, VariationalObjective objective,
+        optim.Optimizer optimizer, List<Parameter> parameters, int batchSize, Generator generator, double? clipNorm)
     {
         using var scope = torch.NewDisposeScope();
         optimizer.zero_grad();
@@ -102,17 +168,20 @@ public static class VariationalTrainer
         {
             string term = !terms.LogP.isfinite().all().item<bool>() ? "log p̃ (target)"
                 : !terms.LogQ.isfinite().all().item<bool>() ? "log q (flow)" : "the objective";
-            return (double.NaN, term);
+            return (double.NaN, term, terms.NonFiniteSamples);
         }
         terms.Loss.backward();
         // One reduction over all gradients: finite iff every entry is finite.
-        var gradientCheck = torch.stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.abs().sum()).ToArray()).sum();
-        if (!gradientCheck.isfinite().item<bool>())
+        // Clipping returns the global norm, which is finite iff every entry is; without clipping, one reduction does the same.
+        bool finiteGradient = clipNorm is double maxNorm
+            ? double.IsFinite(nn.utils.clip_grad_norm_(parameters.Where(p => p.grad is not null), maxNorm))
+            : torch.stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.abs().sum()).ToArray()).sum().isfinite().item<bool>();
+        if (!finiteGradient)
         {
             optimizer.zero_grad();
-            return (double.NaN, "gradient");
+            return (double.NaN, "gradient", terms.NonFiniteSamples);
         }
         optimizer.step();
-        return (terms.Elbo, null);
+        return (terms.Elbo, null, terms.NonFiniteSamples);
     }
 }

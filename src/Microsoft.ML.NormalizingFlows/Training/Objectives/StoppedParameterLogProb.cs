@@ -1,0 +1,66 @@
+using Microsoft.ML.NormalizingFlows.Distributions;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.NormalizingFlows.Training;
+
+/// <summary>
+/// log q_φ(z) at reparameterized draws z = T_φ(ε), with the gradient flowing into φ only through z
+/// ("stopped parameters"), as the STL and DReG estimators need.
+/// <para>
+/// A flow returns log q from its sampling pass, and differentiating that includes the score term. What
+/// is needed instead is the function z ↦ log q_φ̄(z) (φ̄ = φ held constant) applied to the live z.
+/// Two ways, chosen automatically:
+/// </para>
+/// <list type="bullet">
+/// <item>No transform (mean-field / full-rank Gaussian): evaluate <see cref="FlowDistribution.LogProb"/>
+/// at z with every parameter's requires_grad switched off for that one call. Exact and cheap.</item>
+/// <item>A transform (no differentiable inverse needed): with parameters held constant, re-run the flow
+/// from the same noise ε and take s = ∇_z log q(z) = J⁻ᵀ ∇_ε log q(T(ε)), where J = ∂z/∂ε comes from d
+/// backward passes (d = dimension) and the d×d systems are solved per draw. The result is the
+/// surrogate log q(z).detach() + sᵀ(z − z.detach()): its value is log q, its gradient sᵀ ∂z/∂φ.
+/// Cost: one extra forward and d + 1 backward passes per step, so it suits small and moderate d.</item>
+/// </list>
+/// </summary>
+public static class StoppedParameterLogProb
+{
+    /// <summary>
+    /// The surrogate for log q(z) (value = <paramref name="logQ"/>, gradient = path term only).
+    /// <paramref name="noise"/> is the ε that produced <paramref name="z"/> through <paramref name="q"/>.
+    /// </summary>
+    public static Tensor Compute(FlowDistribution q, Tensor noise, Tensor z, Tensor logQ)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(noise);
+        ArgumentNullException.ThrowIfNull(z);
+        ArgumentNullException.ThrowIfNull(logQ);
+        var parameters = q.parameters().Where(p => p.requires_grad).ToList();
+        try
+        {
+            foreach (var p in parameters) p.requires_grad = false;
+            if (q.Transform is null) return q.LogProb(z);
+            var score = ScoreAtDraws(q, noise);
+            return logQ.detach() + (score * (z - z.detach())).sum(1);
+        }
+        finally
+        {
+            foreach (var p in parameters) p.requires_grad = true;
+        }
+    }
+
+    /// <summary>∇_z log q(z) at z = T(ε) for each row of ε (parameters must already be held constant).</summary>
+    internal static Tensor ScoreAtDraws(FlowDistribution q, Tensor noise)
+    {
+        using var enableGrad = torch.enable_grad();
+        var eps = noise.detach().requires_grad_(true);
+        var (z, logQ) = q.SampleFromNoise(eps);
+        int d = q.Dimension;
+        var gradient = torch.autograd.grad(new[] { logQ.sum() }, new[] { eps }, retain_graph: true)[0];      // [B, d]
+        var rows = new Tensor[d];
+        for (int j = 0; j < d; j++)
+            rows[j] = torch.autograd.grad(new[] { z[.., j].sum() }, new[] { eps }, retain_graph: j < d - 1)[0]; // ∂z_j/∂ε, [B, d]
+        var jacobian = torch.stack(rows, 1);                                                                // [B, d(z), d(ε)]
+        return torch.linalg.solve(jacobian.transpose(1, 2), gradient.unsqueeze(-1)).squeeze(-1).detach();    // Jᵀ s = g
+    }
+}

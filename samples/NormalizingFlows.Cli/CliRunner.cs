@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.NormalizingFlows;
+using Microsoft.ML.NormalizingFlows.Diagnostics;
 using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.Plotting;
 using Microsoft.ML.NormalizingFlows.Targets;
@@ -52,6 +53,8 @@ internal static class CliRunner
         }
         catch (TrainingDivergedException e)
         {
+            // The best parameters were restored: say what they are worth, then fail.
+            if (e.Result is FitResult diverged) output.WriteLine(FitReport.Create(q, target, diverged, CliOptions.EvaluationDraws).Format());
             output.Flush();
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;
@@ -64,6 +67,8 @@ internal static class CliRunner
             ? I($"         KL(q‖p) = log Z − ELBO = {kl:F4} ± {estimate.StandardError:F4} nats (log Z = {estimate.LogNormalizer:F5})")
             : "         KL(q‖p) unknown: the target has no known log Z");
         output.WriteLine(I($"Time     {fit.Elapsed.TotalSeconds:F1} s training ({fit.Elapsed.TotalMilliseconds / Math.Max(1, fit.Iterations):F2} ms/iteration){(fit.SkippedSteps > 0 ? I($", {fit.SkippedSteps} skipped steps") : "")}"));
+
+        output.WriteLine(FitReport.Create(q, target, fit, CliOptions.EvaluationDraws).Format());
 
         var written = FitPictures.WriteAll(directory, q, target, fit, flowTitle);
         foreach (var path in written) output.WriteLine($"Wrote    {path}");

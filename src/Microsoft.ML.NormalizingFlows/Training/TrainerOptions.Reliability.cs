@@ -29,8 +29,9 @@ public sealed partial class TrainerOptions
     public double DivergenceElboDrop { get; set; } = 1e3;
 
     /// <summary>On divergence, after restoring the best parameters, throw <see cref="TrainingDivergedException"/>
-    /// instead of returning a <see cref="FitResult"/> with <see cref="FitResult.Diverged"/> set.</summary>
-    public bool ThrowOnDivergence { get; set; }
+    /// (carrying the <see cref="FitResult"/>) — the default, so a diverged fit can never pass unnoticed. Set false to
+    /// get the result back with <see cref="FitResult.Status"/> = <see cref="FitStatus.Diverged"/> instead.</summary>
+    public bool ThrowOnDivergence { get; set; } = true;
 
     private void ValidateReliability()
     {

@@ -32,11 +32,15 @@ public sealed partial class FitResult
 /// <summary>Training produced non-finite values too many times in a row; says which term went bad and when.</summary>
 public sealed class TrainingDivergedException : Exception
 {
-    public TrainingDivergedException(string message, int iteration, string term) : base(message)
+    public TrainingDivergedException(string message, int iteration, string term, FitResult? result = null) : base(message)
     {
         Iteration = iteration;
         Term = term;
+        Result = result;
     }
+
+    /// <summary>What the fit did up to the divergence (its parameters are the best ones, restored).</summary>
+    public FitResult? Result { get; }
 
     /// <summary>The iteration of the last bad step (1-based).</summary>
     public int Iteration { get; }

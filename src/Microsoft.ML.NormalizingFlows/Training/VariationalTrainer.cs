@@ -19,9 +19,8 @@ public static class VariationalTrainer
     /// A step whose loss or gradient is not finite is skipped (and counted). Training is declared diverged
     /// after <see cref="TrainerOptions.MaxConsecutiveNonFiniteSteps"/> such steps in a row, or when the
     /// smoothed ELBO falls <see cref="TrainerOptions.DivergenceElboDrop"/> below its best: the best parameters
-    /// are restored and the result says so (<see cref="FitResult.Status"/>), or, with
-    /// <see cref="TrainerOptions.ThrowOnDivergence"/>, a <see cref="TrainingDivergedException"/> says which term
-    /// went bad. Cancellation stops after the current step and returns the best parameters so far. A target
+    /// are restored and a <see cref="TrainingDivergedException"/> says which term went bad (or, with
+    /// <see cref="TrainerOptions.ThrowOnDivergence"/> off, the result says so in <see cref="FitResult.Status"/>). Cancellation stops after the current step and returns the best parameters so far. A target
     /// that throws (<see cref="TargetException"/>) propagates, with the best parameters restored first.
     /// </summary>
     public static FitResult Fit(FlowDistribution q, Target target, TrainerOptions options,
@@ -127,7 +126,7 @@ public static class VariationalTrainer
         if (status == FitStatus.Diverged && options.ThrowOnDivergence)
             throw new TrainingDivergedException(
                 $"Training stopped at iteration {completed}: {divergence}. The best parameters (iteration {monitor.BestIteration}) were restored.",
-                completed, divergedTerm ?? "the objective");
+                completed, divergedTerm ?? "the objective", result);
         return result;
     }
 

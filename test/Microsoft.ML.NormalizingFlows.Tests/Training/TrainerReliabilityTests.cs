@@ -43,7 +43,9 @@ public sealed class TrainerReliabilityTests
     public void NanTargetWithTheDefaultObjectiveSkipsStepsThenStopsDivergedWithFiniteParameters()
     {
         var q = new FlowDistribution(new DiagonalNormal(2));
-        var fit = VariationalTrainer.Fit(q, NanOnTheRight(), Quick());
+        var e = Assert.ThrowsExactly<TrainingDivergedException>(() => VariationalTrainer.Fit(q, NanOnTheRight(), Quick()));
+        Assert.AreEqual("log p̃ (target)", e.Term);
+        var fit = e.Result!;
         var report = FitReport.Create(q, NanOnTheRight(), fit, 2_000);
         TestContext.WriteLine(report.Format());
         Assert.AreEqual(FitStatus.Diverged, fit.Status);
@@ -52,11 +54,11 @@ public sealed class TrainerReliabilityTests
         Assert.IsTrue(fit.SkippedSteps >= 20);
         Assert.IsTrue(AllFinite(q));
         Assert.AreEqual(FitVerdict.NotReliable, report.Verdict);
-        // The old behaviour is one switch away.
+        // Returning instead of throwing is one switch away.
         var options = Quick();
-        options.ThrowOnDivergence = true;
-        var e = Assert.ThrowsExactly<TrainingDivergedException>(() => VariationalTrainer.Fit(new FlowDistribution(new DiagonalNormal(2)), NanOnTheRight(), options));
-        Assert.AreEqual("log p̃ (target)", e.Term);
+        options.ThrowOnDivergence = false;
+        var returned = VariationalTrainer.Fit(new FlowDistribution(new DiagonalNormal(2)), NanOnTheRight(), options);
+        Assert.AreEqual(FitStatus.Diverged, returned.Status);
     }
 
     [TestMethod]
@@ -94,7 +96,7 @@ public sealed class TrainerReliabilityTests
         var q = new FlowDistribution(new DiagonalNormal(2));
         var options = Quick();
         options.LearningRate = 1e4;
-        var fit = VariationalTrainer.Fit(q, GaussianFixtures.Correlated(0.5), options);
+        var fit = Assert.ThrowsExactly<TrainingDivergedException>(() => VariationalTrainer.Fit(q, GaussianFixtures.Correlated(0.5), options)).Result!;
         TestContext.WriteLine($"status {fit.Status}: {fit.DivergenceReason}; skipped {fit.SkippedSteps}, iterations {fit.Iterations}");
         Assert.AreEqual(FitStatus.Diverged, fit.Status);
         Assert.IsTrue(fit.RestoredBestParameters);
@@ -110,7 +112,7 @@ public sealed class TrainerReliabilityTests
         int calls = 0;
         var target = Target.FromDelegate("collapsing", 2, z => -0.5 * z.square().sum(1) - (++calls > 200 ? 1e5 * calls : 0));
         var q = new FlowDistribution(new DiagonalNormal(2));
-        var fit = VariationalTrainer.Fit(q, target, Quick());
+        var fit = Assert.ThrowsExactly<TrainingDivergedException>(() => VariationalTrainer.Fit(q, target, Quick())).Result!;
         TestContext.WriteLine($"status {fit.Status}: {fit.DivergenceReason}");
         Assert.AreEqual(FitStatus.Diverged, fit.Status);
         StringAssert.Contains(fit.DivergenceReason, "below its best");

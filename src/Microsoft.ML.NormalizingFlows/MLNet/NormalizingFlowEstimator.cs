@@ -40,6 +40,8 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
 
         /// <summary>A <see cref="FlowFactory"/> preset: planar, radial, mean-field, full-rank (and any registered later).</summary>
         public string Flow { get; set; } = "planar";
+        /// <summary>Preset settings passed to <see cref="FlowFactory"/> and recorded in the saved model (e.g. "hidden" = "64", "bins" = "8"); see FlowFactory.SettingNames.</summary>
+        public Dictionary<string, string>? FlowSettings { get; set; }
         /// <summary>Layers K (the flow's size).</summary>
         public int Layers { get; set; } = 32;
         public FlowBaseFamily BaseFamily { get; set; } = FlowBaseFamily.StandardNormal;
@@ -69,7 +71,12 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         /// <summary>Stops fitting after the current step; the transformer holds the flow as trained so far.</summary>
         public CancellationToken CancellationToken { get; set; }
 
-        internal Options Clone() => (Options)MemberwiseClone();
+        internal Options Clone()
+        {
+            var copy = (Options)MemberwiseClone();
+            copy.FlowSettings = FlowSettings is null ? null : new Dictionary<string, string>(FlowSettings);
+            return copy;
+        }
     }
 
     private readonly IHost host;
@@ -159,7 +166,7 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         FitResult result;
         if (target is not null)
         {
-            flow = new FlowDescription(new FlowSpec(options.Flow.ToLowerInvariant(), target.Dimension, options.Layers, seed), baseFamily).Build();
+            flow = new FlowDescription(Spec(target.Dimension, seed), baseFamily).Build();
             ch.Info($"Fitting flow '{options.Flow}' (K = {options.Layers}, d = {target.Dimension}) to target '{target.Name}' by variational inference: {options.Iterations} steps of {options.BatchSize} draws.");
             result = VariationalTrainer.Fit(flow, target, trainer, progress, options.CancellationToken);
         }
@@ -171,7 +178,7 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
             var (mean, sd, rows) = stream.Moments();
             if (rows < 2) throw new InvalidOperationException($"Density estimation needs at least 2 rows in column '{column.Name}'; the input has {rows}.");
             ch.Info($"Fitting flow '{options.Flow}' (K = {options.Layers}, d = {d}) to column '{column.Name}' ({rows} rows) by maximum likelihood: {options.Iterations} steps of {options.BatchSize} rows.");
-            var description = new FlowDescription(new FlowSpec(options.Flow.ToLowerInvariant(), d, options.Layers, seed), baseFamily,
+            var description = new FlowDescription(Spec(d, seed), baseFamily,
                 options.Standardize ? mean : null, options.Standardize ? sd.Select(s => s > 0 ? s : 1.0).ToArray() : null);
             flow = description.Build();
             try
@@ -190,6 +197,9 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         { TrainingResult = result };
         return transformer;
     }
+
+    private FlowSpec Spec(int dimension, long seed) =>
+        new(options.Flow.ToLowerInvariant(), dimension, options.Layers, seed, options.FlowSettings is { Count: > 0 } s ? new Dictionary<string, string>(s) : null);
 
     /// <summary>Forwards progress to ML.NET's log (channel) and to the user's IProgress.</summary>
     private sealed class ChannelProgress(IChannel ch, IProgress<TrainingProgress>? user, FlowFitMode mode) : IProgress<TrainingProgress>

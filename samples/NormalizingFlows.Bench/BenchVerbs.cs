@@ -22,7 +22,9 @@ internal static partial class BenchVerbs
     private static void RegisterAll()
     {
         RegisterSeed();
+        RegisterMLNet();
     }
 
     static partial void RegisterSeed();
+    static partial void RegisterMLNet();
 }

@@ -50,6 +50,18 @@ public sealed class FlowSerializerTests
     }
 
     [TestMethod]
+    public void RoundTripKeepsPresetSettingsOfLayeredFlows()
+    {
+        var settings = new Dictionary<string, string> { ["hidden"] = "16", ["bins"] = "4" };
+        var q = new FlowDescription(new FlowSpec("nsf-coupling", 2, 2, 4, settings), OutputLocation: new[] { 1.0, 2 }, OutputScale: new[] { 3.0, 4 }).Build();
+        using (torch.no_grad()) foreach (var p in q.parameters()) p.add_(0.01);
+        q.eval(); // a module in training mode would run ActNorm's data-dependent initialization on the first draw
+        var loaded = FlowSerializer.Load(new MemoryStream(Save(q)));
+        Assert.AreEqual("16", loaded.Spec!.Settings!["hidden"]);
+        CollectionAssert.AreEqual(Draw(q, 20, 1), Draw(loaded, 20, 1));
+    }
+
+    [TestMethod]
     public void TruncatedOrCorruptedStreamsGiveInvalidDataException()
     {
         byte[] bytes = Save(FlowFactory.Create("planar", 2, 3, seed: 1));

@@ -248,6 +248,31 @@ public sealed class MLNetFlowTests
     }
 
     [TestMethod]
+    public void DensityModelWithLayeredFlowRoundTripsInAFreshProcess()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = new StreamedVectorView(500, 3, (i, j) => (float)(Math.Sin(0.37 * i * (j + 1)) * (j + 1) + 10 * j));
+        var model = ml.Transforms.NormalizingFlowDensity(new NormalizingFlowEstimator.Options
+        {
+            Flow = "nsf-coupling", Layers = 2, Iterations = 30, Seed = 2, BlockSize = 100,
+            FlowSettings = new() { ["hidden"] = "16", ["bins"] = "4" },
+        }).Fit(data);
+        string dir = Path.Combine(Path.GetTempPath(), "nf-roundtrip-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string zip = Path.Combine(dir, "model.zip"), outFile = Path.Combine(dir, "out.bin");
+            ml.Model.Save(model, data.Schema, zip);
+            var (code, text) = RunHelper(zip, "250", outFile);
+            Assert.AreEqual(0, code, text);
+            StringAssert.Contains(text, "mode=DensityEstimation d=3");
+            StringAssert.Contains(text, "COLUMN Sample Vector<Single, 3>");
+            CollectionAssert.AreEqual(Outputs(model, 250), File.ReadAllBytes(outFile));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [TestMethod]
     public void LoadedModelWithUserTargetEmitsNaNUntilTheTargetIsRebound()
     {
         var ml = new MLContext(seed: 1);
@@ -300,7 +325,7 @@ public sealed class MLNetFlowTests
         var inner = e2;
         while (inner is not InvalidDataException && inner.InnerException is not null) inner = inner.InnerException;
         Assert.IsInstanceOfType<InvalidDataException>(inner, e2.ToString());
-        StringAssert.Contains(inner.Message, "checksum");
+        StringAssert.Contains(inner.Message, "corrupted"); // the checksum, or a length check before it, depending on which byte was hit
     }
 
     // ---- bad input ------------------------------------------------------------------------------------

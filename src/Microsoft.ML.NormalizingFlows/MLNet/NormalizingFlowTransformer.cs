@@ -51,6 +51,7 @@ public sealed class NormalizingFlowTransformer : ITransformer
     {
         host = env.Register(nameof(NormalizingFlowTransformer));
         Flow = flow ?? throw new ArgumentNullException(nameof(flow));
+        Flow.eval(); // inference only: no data-dependent initialization or other training-mode behaviour while transforming
         Mode = mode;
         Names = names;
         Seed = seed;

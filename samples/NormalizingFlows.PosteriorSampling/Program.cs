@@ -31,7 +31,8 @@ mlContext.Log += (_, e) => { if (e.Source.Contains("NormalizingFlow") && e.Messa
 var estimator = mlContext.Transforms.NormalizingFlow(posterior, new NormalizingFlowEstimator.Options
 {
     Flow = "planar",
-    Layers = 16,
+    Layers = 8,
+    BaseFamily = FlowBaseFamily.DiagonalNormal, // a learnable location and scale: the flow only has to bend it
     Iterations = iterations,
     BatchSize = 128,
     LearningRate = 3e-3,

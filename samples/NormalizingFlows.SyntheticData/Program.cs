@@ -9,9 +9,9 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.NormalizingFlows.MLNet;
 
-int iterations = args.Length > 0 ? int.Parse(args[0]) : 2000;
-string flow = args.Length > 1 ? args[1] : "nsf-coupling";
-string png = args.Length > 2 ? args[2] : "synthetic-data.png";
+int iterations = args.Length > 0 ? int.Parse(args[0]) : 1000;
+string flow = args.Length > 1 ? args[1] : "realnvp";
+string png = args.Length > 2 ? args[2] : Path.Combine("out", "synthetic-data.png"); // out/ is git-ignored
 const int n = 5000;
 string[] names = { "Age", "Income", "Spend", "Visits" };
 
@@ -33,6 +33,8 @@ var pipeline = mlContext.Transforms.Concatenate("Features", names)
     {
         Flow = flow,
         Layers = 6,
+        FlowSettings = new() { ["hidden"] = "32" },
+        Threads = 1,
         Iterations = iterations,
         BatchSize = 256,
         LearningRate = 2e-3,
@@ -88,6 +90,7 @@ try
     plot.XLabel("Age");
     plot.YLabel("Spend");
     plot.ShowLegend();
+    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(png))!);
     plot.SavePng(png, 900, 600);
     Console.WriteLine($"Wrote {Path.GetFullPath(png)}");
 }

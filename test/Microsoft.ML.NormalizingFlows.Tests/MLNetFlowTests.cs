@@ -375,6 +375,23 @@ public sealed class MLNetFlowTests
     }
 
     [TestMethod]
+    public void FitCancelledBeforeAnyStepGivesNoTransformerAndLaterCancellationKeepsTheProgress()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = Quick(iterations: 100);
+        options.CancellationToken = new CancellationToken(canceled: true);
+        Assert.ThrowsExactly<OperationCanceledException>(() => FitRing(ml, options: options));
+
+        using var source = new CancellationTokenSource();
+        options = Quick(iterations: 100);
+        options.CancellationToken = source.Token;
+        options.Progress = new SyncProgress<TrainingProgress>(p => { if (p.Iteration >= 20) source.Cancel(); });
+        var model = FitRing(ml, options: options);
+        Assert.IsTrue(model.TrainingResult!.Cancelled);
+        Assert.AreEqual(20, model.TrainingResult.Iterations); // cancelled at the report after step 20
+    }
+
+    [TestMethod]
     public void DensityModeScoresAndGeneratesOnTheDataScale()
     {
         // Data ~ N((10, -5), diag(4, 0.25)): a full-rank Gaussian fit by maximum likelihood on standardized data

@@ -68,7 +68,7 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         public int ReportEvery { get; set; } = 500;
         /// <summary>Receives progress on the fitting thread (ELBO in VI; mean log-likelihood in density estimation).</summary>
         public IProgress<TrainingProgress>? Progress { get; set; }
-        /// <summary>Stops fitting after the current step; the transformer holds the flow as trained so far.</summary>
+        /// <summary>Stops fitting after the current step; the transformer holds the flow as trained so far (cancelled before any step: Fit throws OperationCanceledException).</summary>
         public CancellationToken CancellationToken { get; set; }
 
         internal Options Clone()
@@ -189,6 +189,11 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
             {
                 throw new NotSupportedException($"Flow '{options.Flow}' cannot be fitted by density estimation (Options.Flow): {e.Message}", e);
             }
+        }
+        if (result.Cancelled && result.Iterations == 0)
+        {
+            // Nothing was trained: a transformer over an untrained flow would silently emit draws from the initialization.
+            throw new OperationCanceledException("Fitting the flow was cancelled before the first step; there is no fitted flow to transform with.", options.CancellationToken);
         }
         if (result.Cancelled) ch.Warning($"Fitting was cancelled after {result.Iterations} of {options.Iterations} steps.");
         ch.Info($"Fitted in {result.Elapsed.TotalSeconds:F1} s ({result.SkippedSteps} skipped steps).");

@@ -109,6 +109,12 @@ public sealed class MLNetFlowTests
             CollectionAssert.AreEqual(values, b[id], $"row {id}, reversed order");
             CollectionAssert.AreEqual(values, c[id], $"row {id}, parallel cursors");
         }
+        // The parallel cursors consumed on concurrent threads.
+        var cursors = forward.GetRowCursorSet(forward.Schema, 3);
+        var parts = new Dictionary<ulong, float[]>[cursors.Length];
+        Parallel.For(0, cursors.Length, k => parts[k] = ReadById(new[] { cursors[k] }, forward.Schema));
+        foreach (var part in parts) foreach (var (id, values) in part) CollectionAssert.AreEqual(a[id], values, $"row {id}, concurrent cursors");
+        Assert.AreEqual(n, parts.Sum(p => p.Count));
         Assert.AreNotEqual(a[0][0], a[1][0], "rows differ");
         // Generate(N) gives the same rows as transforming N empty rows.
         var generated = ReadById(new[] { model.Generate(n).GetRowCursor(model.Generate(n).Schema) }, model.Generate(n).Schema);

@@ -23,8 +23,10 @@ internal static partial class BenchVerbs
     {
         RegisterSeed();
         RegisterReliable();
+        RegisterMLNet();
     }
 
     static partial void RegisterSeed();
     static partial void RegisterReliable();
+    static partial void RegisterMLNet();
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.Transforms;
 using TorchSharp;
@@ -5,38 +6,61 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.NormalizingFlows;
 
-/// <summary>Builds flows by preset name, reproducibly from a seed.</summary>
+/// <summary>Builds flows by preset name, reproducibly from a seed (and optional settings).</summary>
 public static class FlowFactory
 {
-    private static readonly Dictionary<string, Func<int, int, Generator, FlowDistribution>> Presets = new(StringComparer.OrdinalIgnoreCase)
+    private delegate FlowDistribution Preset(int dimension, int layers, Generator generator, long seed, PresetSettings settings);
+
+    private static readonly Dictionary<string, Preset> Presets = new(StringComparer.OrdinalIgnoreCase)
     {
-        ["planar"] = (d, k, g) => new FlowDistribution(new StandardNormal(d), new PlanarFlow(d, k, generator: g)),
-        ["planar-softplus"] = (d, k, g) => new FlowDistribution(new StandardNormal(d), new PlanarFlow(d, k, generator: g, constraint: PlanarConstraint.Softplus)),
-        ["radial"] = (d, k, g) => new FlowDistribution(new StandardNormal(d), new RadialFlow(d, k, generator: g)),
-        ["mean-field"] = (d, _, _) => new FlowDistribution(new DiagonalNormal(d)),
-        ["full-rank"] = (d, _, _) => new FlowDistribution(new FullRankNormal(d)),
+        ["planar"] = (d, k, g, _, s) => s.Done(new FlowDistribution(new StandardNormal(d), new PlanarFlow(d, k, generator: g))),
+        ["planar-softplus"] = (d, k, g, _, s) => s.Done(new FlowDistribution(new StandardNormal(d), new PlanarFlow(d, k, generator: g, constraint: PlanarConstraint.Softplus))),
+        ["radial"] = (d, k, g, _, s) => s.Done(new FlowDistribution(new StandardNormal(d), new RadialFlow(d, k, generator: g))),
+        ["mean-field"] = (d, _, _, _, s) => s.Done(new FlowDistribution(new DiagonalNormal(d))),
+        ["full-rank"] = (d, _, _, _, s) => s.Done(new FlowDistribution(new FullRankNormal(d))),
+        ["realnvp"] = (d, k, _, seed, s) => Stack(d, k, seed, s, "none", (b, i) => b.AffineCoupling(Mask(b, s), s.Hidden, s.Blocks, s.Clamp, s.IdentityInit)),
+        ["nsf-coupling"] = (d, k, _, seed, s) => Stack(d, k, seed, s, "none", (b, i) => b.SplineCoupling(Mask(b, s), s.Bins, s.Bound, s.Hidden, s.Blocks, s.IdentityInit)),
+        ["iaf"] = (d, k, _, seed, s) => Stack(d, k, seed, s, "reverse", (b, i) => b.Iaf(s.Hidden, s.Blocks, s.Clamp, s.IdentityInit)),
+        ["maf"] = (d, k, _, seed, s) => Stack(d, k, seed, s, "reverse", (b, i) => b.Maf(s.Hidden, s.Blocks, s.Clamp, s.IdentityInit)),
+        ["nsf-autoregressive"] = (d, k, _, seed, s) => Stack(d, k, seed, s, "reverse",
+            (b, i) => b.SplineAutoregressive(s.Direction, s.Bins, s.Bound, s.Hidden, s.Blocks, s.IdentityInit)),
     };
 
-    /// <summary>The preset names <see cref="Create"/> accepts.</summary>
+    /// <summary>The preset names <see cref="Create(string, int, int, long, IReadOnlyDictionary{string, string}?)"/> accepts.</summary>
     public static IReadOnlyCollection<string> Names => Presets.Keys;
 
-    /// <summary>Registers a preset (later issues add RealNVP, MAF/IAF and spline flows this way).</summary>
-    internal static void Register(string name, Func<int, int, Generator, FlowDistribution> factory) => Presets[name] = factory;
+    /// <summary>
+    /// Settings the layered presets (realnvp, maf, iaf, nsf-coupling, nsf-autoregressive) read, with defaults:
+    /// hidden = 64 (conditioner width), blocks = 1 (residual blocks), clamp = 3 (affine log-scale soft clamp),
+    /// bins = 8, bound = 5 (spline interval [−B, B]), mask = halves | random (couplings),
+    /// permutation = none | reverse | random | lu (between layers; default none for couplings, reverse for
+    /// autoregressive), actnorm = true (a final ActNorm), identity-init = true,
+    /// direction = iaf | maf (nsf-autoregressive), base = normal | diag-normal | student-t, dof = 5,
+    /// learn-dof = true. planar, radial, mean-field and full-rank take none.
+    /// </summary>
+    public static IReadOnlyList<string> SettingNames { get; } = PresetSettings.Known;
 
-    /// <param name="name">A preset: planar, planar-softplus (Rezende &amp; Mohamed's m), radial, mean-field, full-rank.</param>
-    /// <param name="dimension">d ≥ 1.</param>
-    /// <param name="layers">K ≥ 1 (ignored by the Gaussian families).</param>
+    /// <summary>Registers a preset (later issues add presets this way).</summary>
+    internal static void Register(string name, Func<int, int, Generator, FlowDistribution> factory) =>
+        Presets[name] = (d, k, g, _, s) => s.Done(factory(d, k, g));
+
+    /// <param name="name">A preset: planar, planar-softplus (Rezende &amp; Mohamed's m), radial, mean-field, full-rank, realnvp, maf, iaf, nsf-coupling, nsf-autoregressive.</param>
+    /// <param name="dimension">d ≥ 1 (coupling presets need d ≥ 2).</param>
+    /// <param name="layers">K ≥ 1: planar/radial layers, or coupling/autoregressive layers (ignored by the Gaussian families).</param>
     /// <param name="seed">Seeds the initialization.</param>
-    public static FlowDistribution Create(string name, int dimension, int layers, long seed = 0)
+    /// <param name="settings">Optional preset settings (see <see cref="SettingNames"/>); recorded in <see cref="FlowSpec.Settings"/>.</param>
+    public static FlowDistribution Create(string name, int dimension, int layers, long seed = 0, IReadOnlyDictionary<string, string>? settings = null)
     {
         if (string.IsNullOrWhiteSpace(name)) throw new ArgumentException("A flow name is required.", nameof(name));
         if (!Presets.TryGetValue(name, out var factory))
             throw new ArgumentException($"Unknown flow '{name}'. Known flows: {string.Join(", ", Presets.Keys)}.", nameof(name));
         if (dimension <= 0) throw new ArgumentOutOfRangeException(nameof(dimension), dimension, "The dimension must be positive.");
         if (layers <= 0) throw new ArgumentOutOfRangeException(nameof(layers), layers, "The number of layers K must be positive.");
+        var parsed = new PresetSettings(name, settings);
         var generator = new Generator((ulong)seed);
-        var flow = factory(dimension, layers, generator);
-        flow.Spec = new FlowSpec(name.ToLowerInvariant(), dimension, layers, seed);
+        var flow = factory(dimension, layers, generator, seed, parsed);
+        var recorded = settings is null || settings.Count == 0 ? null : new Dictionary<string, string>(settings, StringComparer.Ordinal);
+        flow.Spec = new FlowSpec(name.ToLowerInvariant(), dimension, layers, seed, recorded);
         return flow;
     }
 
@@ -44,6 +68,120 @@ public static class FlowFactory
     public static FlowDistribution Create(FlowSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        return Create(spec.Preset, spec.Dimension, spec.Layers, spec.Seed);
+        return Create(spec.Preset, spec.Dimension, spec.Layers, spec.Seed, spec.Settings);
+    }
+
+    private static bool[]? Mask(FlowBuilder builder, PresetSettings s) => s.RandomMasks ? builder.RandomMask() : null;
+
+    private static FlowDistribution Stack(int d, int k, long seed, PresetSettings s, string defaultPermutation, Action<FlowBuilder, int> layer)
+    {
+        var builder = new FlowBuilder(d, seed);
+        builder.WithBase(s.Base(d));
+        string permutation = s.Permutation ?? defaultPermutation;
+        for (int i = 0; i < k; i++)
+        {
+            layer(builder, i);
+            if (i == k - 1 || d == 1) continue;
+            switch (permutation)
+            {
+                case "none": break;
+                case "reverse": builder.ReversePermutation(); break;
+                case "random": builder.RandomPermutation(); break;
+                case "lu": builder.LULinear(); break;
+                default: throw new ArgumentException($"Unknown permutation '{permutation}' (none, reverse, random, lu).");
+            }
+        }
+        if (s.FinalActNorm) builder.ActNorm();
+        return s.Done(builder.Build());
+    }
+
+    /// <summary>Typed view of a preset's string settings; rejects unknown keys and unread ones.</summary>
+    private sealed class PresetSettings
+    {
+        public static readonly string[] Known =
+            { "hidden", "blocks", "clamp", "bins", "bound", "mask", "permutation", "actnorm", "identity-init", "direction", "base", "dof", "learn-dof" };
+
+        private readonly string preset;
+        private readonly IReadOnlyDictionary<string, string> values;
+        private readonly HashSet<string> read = new(StringComparer.OrdinalIgnoreCase);
+
+        public PresetSettings(string preset, IReadOnlyDictionary<string, string>? settings)
+        {
+            this.preset = preset;
+            values = settings is null ? new Dictionary<string, string>() : new Dictionary<string, string>(settings, StringComparer.OrdinalIgnoreCase);
+            foreach (var key in values.Keys)
+                if (!Known.Contains(key, StringComparer.OrdinalIgnoreCase))
+                    throw new ArgumentException($"Unknown flow setting '{key}'. Known settings: {string.Join(", ", Known)}.", nameof(settings));
+        }
+
+        private string? Raw(string key) { read.Add(key); return values.TryGetValue(key, out var v) ? v.Trim() : null; }
+
+        private int Int(string key, int fallback, int min)
+        {
+            var raw = Raw(key);
+            if (raw is null) return fallback;
+            if (!int.TryParse(raw, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) || v < min)
+                throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be an integer ≥ {min}.");
+            return v;
+        }
+
+        private double Real(string key, double fallback)
+        {
+            var raw = Raw(key);
+            if (raw is null) return fallback;
+            if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || !(v > 0) || double.IsInfinity(v))
+                throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be a positive number.");
+            return v;
+        }
+
+        private bool Bool(string key, bool fallback)
+        {
+            var raw = Raw(key);
+            if (raw is null) return fallback;
+            if (!bool.TryParse(raw, out bool v)) throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be true or false.");
+            return v;
+        }
+
+        private string? Choice(string key, params string[] allowed)
+        {
+            var raw = Raw(key)?.ToLowerInvariant();
+            if (raw is not null && !allowed.Contains(raw))
+                throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be one of: {string.Join(", ", allowed)}.");
+            return raw;
+        }
+
+        public int Hidden => Int("hidden", 64, 1);
+        public int Blocks => Int("blocks", 1, 0);
+        public double Clamp => Real("clamp", 3.0);
+        public int Bins => Int("bins", 8, 1);
+        public double Bound => Real("bound", 5.0);
+        public bool RandomMasks => Choice("mask", "halves", "random") == "random";
+        public string? Permutation => Choice("permutation", "none", "reverse", "random", "lu");
+        public bool FinalActNorm => Bool("actnorm", true);
+        public bool IdentityInit => Bool("identity-init", true);
+        public AutoregressiveDirection Direction =>
+            Choice("direction", "iaf", "maf") == "maf" ? AutoregressiveDirection.Masked : AutoregressiveDirection.Inverse;
+
+        public BaseDistribution Base(int d)
+        {
+            var kind = Choice("base", "normal", "diag-normal", "student-t") ?? "normal";
+            double dof = Real("dof", 5.0);
+            bool learn = Bool("learn-dof", true);
+            return kind switch
+            {
+                "diag-normal" => new DiagonalNormal(d),
+                "student-t" => new StudentT(d, dof, learn),
+                _ => new StandardNormal(d),
+            };
+        }
+
+        /// <summary>Every given setting must have been read by the preset (a setting a preset ignores is a mistake).</summary>
+        public FlowDistribution Done(FlowDistribution flow)
+        {
+            var unused = values.Keys.Where(k => !read.Contains(k)).ToList();
+            if (unused.Count > 0)
+                throw new ArgumentException($"Flow preset '{preset}' does not use the setting(s): {string.Join(", ", unused)}.");
+            return flow;
+        }
     }
 }

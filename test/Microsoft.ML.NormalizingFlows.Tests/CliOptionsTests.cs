@@ -105,7 +105,7 @@ public sealed class CliOptionsTests
     [DataRow(new[] { "--target", "donut" }, "Unknown target 'donut'. Known targets: u1,")]
     [DataRow(new[] { "--target", "image:" }, "Target image: needs a PNG path")]
     [DataRow(new[] { "--target", "image:/no/such/file.png" }, "Target image file '/no/such/file.png' does not exist")]
-    [DataRow(new[] { "--flow", "realnvp" }, "Unknown flow 'realnvp'. Known flows: planar,")]
+    [DataRow(new[] { "--flow", "glow" }, "Unknown flow 'glow'. Known flows: planar,")]
     [DataRow(new[] { "--optimizer", "sgd" }, "Option --optimizer must be one of adam, rmsprop; got 'sgd'")]
     [DataRow(new[] { "--precision", "float16" }, "Option --precision must be one of float32, float64; got 'float16'")]
     [DataRow(new[] { "--device", "tpu" }, "Option --device must be one of cpu, cuda, cuda:N, auto; got 'tpu'")]

@@ -20,7 +20,7 @@ public abstract class BaseDistribution : nn.Module
     public int Dimension { get; }
 
     /// <summary>Draws n reparameterized samples: (z [n, d], log q(z) [n]).</summary>
-    public (Tensor Sample, Tensor LogProb) Sample(long count, Generator? generator = null)
+    public virtual (Tensor Sample, Tensor LogProb) Sample(long count, Generator? generator = null)
     {
         if (count <= 0) throw new ArgumentOutOfRangeException(nameof(count), count, "The number of samples must be positive.");
         var (dtype, device) = ParameterPlacement();

@@ -1,0 +1,357 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.NormalizingFlows.MLNet;
+
+/// <summary>Schema checks with errors that name the column and the argument.</summary>
+internal static class FlowColumnChecks
+{
+    /// <summary>The column, which must be a known-size vector of Single (of size <paramref name="expectedSize"/> when that is positive).</summary>
+    public static DataViewSchema.Column CheckVectorColumn(DataViewSchema schema, string name, int expectedSize, string argumentName)
+    {
+        var column = schema.GetColumnOrNull(name)
+            ?? throw new ArgumentOutOfRangeException(argumentName,
+                $"Column '{name}' was not found in the input schema (columns: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => c.Name))}).");
+        CheckVectorType(name, column.Type, expectedSize, argumentName);
+        return column;
+    }
+
+    public static void CheckVectorType(string name, DataViewType type, int expectedSize, string argumentName)
+    {
+        if (type is not VectorDataViewType vector || vector.ItemType != NumberDataViewType.Single)
+            throw new ArgumentOutOfRangeException(argumentName, $"Column '{name}' must be a known-size vector of Single, but its type is {type}.");
+        if (!vector.IsKnownSize)
+            throw new ArgumentOutOfRangeException(argumentName, $"Column '{name}' is a variable-size vector of Single; a flow needs a known-size vector (every row of the same dimension d).");
+        if (expectedSize > 0 && vector.Size != expectedSize)
+            throw new ArgumentOutOfRangeException(argumentName, $"Column '{name}' has vector size {vector.Size} but the flow has dimension {expectedSize}.");
+    }
+}
+
+/// <summary>The lazy output of <see cref="NormalizingFlowTransformer.Transform"/>: the input plus the flow's columns.</summary>
+internal sealed class FlowSampleDataView : IDataView
+{
+    private readonly NormalizingFlowTransformer model;
+    private readonly IDataView input;
+
+    public FlowSampleDataView(NormalizingFlowTransformer model, IDataView input)
+    {
+        this.model = model;
+        this.input = input;
+        Schema = model.GetOutputSchema(input.Schema);
+    }
+
+    public bool CanShuffle => input.CanShuffle;
+    public DataViewSchema Schema { get; }
+    public long? GetRowCount() => input.GetRowCount();
+
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
+    {
+        var (inputColumns, active) = Split(columnsNeeded);
+        return new FlowSampleCursor(model, Schema, input.GetRowCursor(inputColumns, rand), active);
+    }
+
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null)
+    {
+        var (inputColumns, active) = Split(columnsNeeded);
+        return input.GetRowCursorSet(inputColumns, n, rand)
+            .Select(c => (DataViewRowCursor)new FlowSampleCursor(model, Schema, c, active)).ToArray();
+    }
+
+    private (List<DataViewSchema.Column> Input, bool[] Active) Split(IEnumerable<DataViewSchema.Column> columnsNeeded)
+    {
+        int inputCount = input.Schema.Count;
+        var inputColumns = new List<DataViewSchema.Column>();
+        var active = new bool[Schema.Count - inputCount];
+        foreach (var c in columnsNeeded ?? Enumerable.Empty<DataViewSchema.Column>())
+        {
+            if (c.Index < inputCount) inputColumns.Add(input.Schema[c.Index]);
+            else active[c.Index - inputCount] = true;
+        }
+        return (inputColumns, active);
+    }
+}
+
+/// <summary>
+/// A row (or cursor) of a flow's output: input columns pass through; the flow's columns come from the
+/// block of draws that holds the row's id (computed on first use, two blocks cached).
+/// </summary>
+internal sealed class FlowSampleCursor : DataViewRowCursor
+{
+    private readonly NormalizingFlowTransformer model;
+    private readonly DataViewRow input;
+    private readonly bool[] active;
+    private readonly int inputCount;
+    private readonly ValueGetter<DataViewRowId> idGetter;
+    private NormalizingFlowTransformer.Block? recent, older;
+
+    public FlowSampleCursor(NormalizingFlowTransformer model, DataViewSchema schema, DataViewRow input, bool[] active)
+    {
+        this.model = model;
+        this.input = input;
+        this.active = active;
+        Schema = schema;
+        inputCount = input.Schema.Count;
+        idGetter = input.GetIdGetter();
+    }
+
+    public override DataViewSchema Schema { get; }
+    public override long Position => input.Position;
+    public override long Batch => input.Batch;
+    public override ValueGetter<DataViewRowId> GetIdGetter() => input.GetIdGetter();
+
+    public override bool MoveNext() => input is DataViewRowCursor cursor
+        ? cursor.MoveNext()
+        : throw new InvalidOperationException("This row is not a cursor.");
+
+    public override bool IsColumnActive(DataViewSchema.Column column)
+    {
+        if (column.Index < inputCount) return input.IsColumnActive(input.Schema[column.Index]);
+        return active[column.Index - inputCount];
+    }
+
+    public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+    {
+        if (column.Index < inputCount) return input.GetGetter<TValue>(input.Schema[column.Index]);
+        int k = column.Index - inputCount;
+        if (k < 0 || k >= active.Length) throw new ArgumentOutOfRangeException(nameof(column), $"Column '{column.Name}' is not in this schema.");
+        if (!active[k]) throw new InvalidOperationException($"Column '{column.Name}' was not requested when the cursor was created.");
+        int d = model.Dimension;
+        Delegate getter = k switch
+        {
+            0 => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) =>
+            {
+                var (block, offset) = Current();
+                var editor = VBufferEditor.Create(ref value, d);
+                block.Sample.AsSpan(offset * d, d).CopyTo(editor.Values);
+                value = editor.Commit();
+            }),
+            1 => (ValueGetter<float>)((ref float value) => { var (b, o) = Current(); value = b.LogQ[o]; }),
+            2 => (ValueGetter<float>)((ref float value) => { var (b, o) = Current(); value = b.LogP![o]; }),
+            _ => (ValueGetter<float>)((ref float value) => { var (b, o) = Current(); value = b.LogWeight![o]; }),
+        };
+        return getter as ValueGetter<TValue>
+            ?? throw new InvalidOperationException($"Column '{column.Name}' has type {column.Type}; a getter of {typeof(TValue).Name} was requested.");
+    }
+
+    private (NormalizingFlowTransformer.Block Block, int Offset) Current()
+    {
+        DataViewRowId id = default;
+        idGetter(ref id);
+        ulong size = (ulong)model.BlockSize;
+        ulong index = id.Low / size;
+        int offset = (int)(id.Low % size);
+        if (recent is not null && recent.Index == index && recent.High == id.High) return (recent, offset);
+        if (older is not null && older.Index == index && older.High == id.High)
+        {
+            (recent, older) = (older, recent);
+            return (recent!, offset);
+        }
+        older = recent;
+        recent = model.ComputeBlock(id.High, index);
+        return (recent, offset);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && input is DataViewRowCursor) input.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>The row-to-row mapper behind prediction engines: the same computation as the cursor, one row at a time.</summary>
+internal sealed class FlowRowMapper(NormalizingFlowTransformer model, DataViewSchema inputSchema) : IRowToRowMapper
+{
+    public DataViewSchema InputSchema { get; } = inputSchema;
+    public DataViewSchema OutputSchema { get; } = model.GetOutputSchema(inputSchema);
+
+    public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns) =>
+        dependingColumns.Where(c => c.Index < InputSchema.Count).Select(c => InputSchema[c.Index]).ToArray();
+
+    public DataViewRow GetRow(DataViewRow input, IEnumerable<DataViewSchema.Column> activeColumns)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var active = new bool[OutputSchema.Count - InputSchema.Count];
+        foreach (var c in activeColumns ?? Enumerable.Empty<DataViewSchema.Column>())
+            if (c.Index >= InputSchema.Count) active[c.Index - InputSchema.Count] = true;
+        return new FlowSampleCursor(model, OutputSchema, input, active);
+    }
+}
+
+/// <summary>N rows with no columns and ids 0 … N − 1: the input of <see cref="NormalizingFlowTransformer.Generate"/>.</summary>
+internal sealed class RowsDataView(long count) : IDataView
+{
+    public bool CanShuffle => false;
+    public DataViewSchema Schema { get; } = new DataViewSchema.Builder().ToSchema();
+    public long? GetRowCount() => count;
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null) => new Cursor(Schema, count);
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) => new[] { GetRowCursor(columnsNeeded, rand) };
+
+    private sealed class Cursor(DataViewSchema schema, long count) : DataViewRowCursor
+    {
+        private long position = -1;
+        public override DataViewSchema Schema => schema;
+        public override long Position => position;
+        public override long Batch => 0;
+        public override bool MoveNext() => position < count && ++position < count;
+        public override ValueGetter<DataViewRowId> GetIdGetter() => (ref DataViewRowId id) => id = new DataViewRowId((ulong)position, 0);
+        public override bool IsColumnActive(DataViewSchema.Column column) => false;
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column) =>
+            throw new ArgumentOutOfRangeException(nameof(column), "This view has no columns.");
+    }
+}
+
+/// <summary>
+/// Input plus log q of an existing vector column, computed in blocks. A second cursor over the input reads
+/// the vector column ahead (blocks grow 1, 2, 4, … up to the model's block size, so a preview of a few rows
+/// reads a few rows); each value is matched to the row by id, and a row whose id does not match (a view that
+/// does not repeat its order) is computed on its own.
+/// </summary>
+internal sealed class FlowScoreDataView : IDataView
+{
+    private readonly NormalizingFlowTransformer model;
+    private readonly IDataView input;
+    private readonly DataViewSchema.Column vectorColumn;
+
+    public FlowScoreDataView(NormalizingFlowTransformer model, IDataView input, DataViewSchema.Column vectorColumn, string outputColumnName)
+    {
+        this.model = model;
+        this.input = input;
+        this.vectorColumn = vectorColumn;
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumns(input.Schema);
+        builder.AddColumn(outputColumnName, NumberDataViewType.Single);
+        Schema = builder.ToSchema();
+    }
+
+    public bool CanShuffle => input.CanShuffle;
+    public DataViewSchema Schema { get; }
+    public long? GetRowCount() => input.GetRowCount();
+
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
+    {
+        var needed = (columnsNeeded ?? Enumerable.Empty<DataViewSchema.Column>()).ToList();
+        bool scoreActive = needed.Any(c => c.Index == input.Schema.Count);
+        var inputColumns = needed.Where(c => c.Index < input.Schema.Count).Select(c => input.Schema[c.Index]).ToList();
+        if (scoreActive) inputColumns.Add(vectorColumn);
+        int? shuffleSeed = rand is null ? null : rand.Next();
+        var main = input.GetRowCursor(inputColumns.Distinct(), shuffleSeed is int s1 ? new Random(s1) : null);
+        var lead = scoreActive ? input.GetRowCursor(new[] { vectorColumn }, shuffleSeed is int s2 ? new Random(s2) : null) : null;
+        return new Cursor(this, main, lead, scoreActive);
+    }
+
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
+        new[] { GetRowCursor(columnsNeeded, rand) };
+
+    private sealed class Cursor : DataViewRowCursor
+    {
+        private readonly FlowScoreDataView parent;
+        private readonly DataViewRowCursor main;
+        private readonly DataViewRowCursor? lead;
+        private readonly bool scoreActive;
+        private readonly ValueGetter<DataViewRowId> mainId;
+        private readonly ValueGetter<DataViewRowId>? leadId;
+        private readonly ValueGetter<VBuffer<float>>? leadValues;
+        private readonly ValueGetter<VBuffer<float>>? mainValues;
+        private long rowIndex = -1;      // rows the main cursor has moved to
+        private long leadIndex = -1;     // rows the lead cursor has moved to
+        private long bufferStart;
+        private int bufferCount, nextChunk = 1;
+        private DataViewRowId[] bufferIds = Array.Empty<DataViewRowId>();
+        private float[] bufferScores = Array.Empty<float>();
+        private VBuffer<float> scratch;
+
+        public Cursor(FlowScoreDataView parent, DataViewRowCursor main, DataViewRowCursor? lead, bool scoreActive)
+        {
+            this.parent = parent;
+            this.main = main;
+            this.lead = lead;
+            this.scoreActive = scoreActive;
+            mainId = main.GetIdGetter();
+            if (lead is not null)
+            {
+                leadId = lead.GetIdGetter();
+                leadValues = lead.GetGetter<VBuffer<float>>(parent.vectorColumn);
+                mainValues = main.GetGetter<VBuffer<float>>(parent.vectorColumn);
+            }
+        }
+
+        public override DataViewSchema Schema => parent.Schema;
+        public override long Position => main.Position;
+        public override long Batch => main.Batch;
+        public override ValueGetter<DataViewRowId> GetIdGetter() => main.GetIdGetter();
+
+        public override bool MoveNext()
+        {
+            bool moved = main.MoveNext();
+            if (moved) rowIndex++;
+            return moved;
+        }
+
+        public override bool IsColumnActive(DataViewSchema.Column column) =>
+            column.Index < parent.input.Schema.Count ? main.IsColumnActive(parent.input.Schema[column.Index]) : scoreActive;
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            if (column.Index < parent.input.Schema.Count) return main.GetGetter<TValue>(parent.input.Schema[column.Index]);
+            if (!scoreActive) throw new InvalidOperationException($"Column '{column.Name}' was not requested when the cursor was created.");
+            ValueGetter<float> getter = (ref float value) => value = Score();
+            return getter as ValueGetter<TValue>
+                ?? throw new InvalidOperationException($"Column '{column.Name}' has type Single; a getter of {typeof(TValue).Name} was requested.");
+        }
+
+        private float Score()
+        {
+            DataViewRowId id = default;
+            mainId(ref id);
+            if (rowIndex < bufferStart || rowIndex >= bufferStart + bufferCount) Fill();
+            long k = rowIndex - bufferStart;
+            if (k >= 0 && k < bufferCount && bufferIds[k].Equals(id)) return bufferScores[k];
+            // The lead cursor saw a different row here: compute this one alone.
+            mainValues!(ref scratch);
+            return parent.model.LogProbOf(Dense(scratch, parent.model.Dimension), 1)[0];
+        }
+
+        private void Fill()
+        {
+            int d = parent.model.Dimension;
+            // Skip the lead cursor to the current row.
+            while (leadIndex < rowIndex && lead!.MoveNext()) leadIndex++;
+            bufferStart = leadIndex;
+            bufferCount = 0;
+            if (leadIndex != rowIndex) return;
+            int chunk = nextChunk;
+            nextChunk = Math.Min(nextChunk * 2, parent.model.BlockSize);
+            if (bufferIds.Length < chunk) { bufferIds = new DataViewRowId[chunk]; }
+            var points = new float[chunk * d];
+            while (true)
+            {
+                leadId!(ref bufferIds[bufferCount]);
+                leadValues!(ref scratch);
+                Dense(scratch, d).CopyTo(points, bufferCount * d);
+                bufferCount++;
+                if (bufferCount == chunk || !lead!.MoveNext()) break;
+                leadIndex++;
+            }
+            bufferScores = parent.model.LogProbOf(points.AsSpan(0, bufferCount * d).ToArray(), bufferCount);
+        }
+
+        private static float[] Dense(in VBuffer<float> value, int d)
+        {
+            var dense = new float[d];
+            value.CopyTo(dense);
+            return dense;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) { main.Dispose(); lead?.Dispose(); }
+            base.Dispose(disposing);
+        }
+    }
+}
+
+/// <summary>SchemaShape.Create is internal to ML.NET; tests reach it through this.</summary>
+internal static class SchemaShapes
+{
+    public static SchemaShape Of(DataViewSchema schema) => SchemaShape.Create(schema);
+}

@@ -1,0 +1,340 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.NormalizingFlows.Distributions;
+using Microsoft.ML.NormalizingFlows.MLNet;
+using Microsoft.ML.NormalizingFlows.Persistence;
+using Microsoft.ML.NormalizingFlows.Targets;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+[assembly: LoadableClass(typeof(NormalizingFlowTransformer), null, typeof(SignatureLoadModel),
+    "Normalizing Flow Transformer", NormalizingFlowTransformer.LoaderSignature)]
+
+namespace Microsoft.ML.NormalizingFlows.MLNet;
+
+/// <summary>How a flow transformer was fitted.</summary>
+public enum FlowFitMode
+{
+    /// <summary>Reverse KL against a target log density (the columns include LogP and LogWeight).</summary>
+    VariationalInference = 0,
+    /// <summary>Maximum likelihood on a vector column of data.</summary>
+    DensityEstimation = 1,
+}
+
+/// <summary>
+/// A fitted normalizing flow as an ML.NET transformer. <see cref="Transform"/> appends, lazily and in blocks,
+/// one independent draw z ~ q per input row: <c>Sample</c> (vector of Single, size d), <c>LogQ</c> = log q(z),
+/// and in variational mode <c>LogP</c> = log p̃(z) and <c>LogWeight</c> = log p̃(z) − log q(z) (importance
+/// log-weights). The input rows' values are not read: rows only say how many draws to make and give each
+/// draw its identity. A row's draw depends only on the model, <see cref="Seed"/> and the row's
+/// <see cref="DataViewRowId"/>: rows are grouped in blocks of <see cref="BlockSize"/> ids, and each block's
+/// noise comes from a generator seeded by (seed, block), so cursor order and parallel cursors do not change it.
+/// <para>
+/// Saved by <c>mlContext.Model.Save</c> with its weights inside the zip. A target's log density is code and
+/// is not saved: a gallery target (<see cref="TargetGallery"/>) is stored by name and re-bound on load; any
+/// other target must be re-bound with <see cref="BindTarget(Target)"/>. Until then LogP and LogWeight are NaN
+/// (the columns stay in the schema so that downstream transforms keep working).
+/// </para>
+/// </summary>
+public sealed class NormalizingFlowTransformer : ITransformer
+{
+    internal const string LoaderSignature = "NormalizingFlowXf";
+    internal const string FlowStreamName = "Flow.nflow";
+    private const uint VersionCurrent = 0x00010001;
+
+    private readonly IHost host;
+    private volatile Target? target;
+
+    internal NormalizingFlowTransformer(IHostEnvironment env, FlowDistribution flow, FlowFitMode mode, FlowColumnNames names,
+        long seed, int blockSize, Target? target, string? galleryTargetName, string? inputColumnName)
+    {
+        host = env.Register(nameof(NormalizingFlowTransformer));
+        Flow = flow ?? throw new ArgumentNullException(nameof(flow));
+        Flow.eval(); // inference only: no data-dependent initialization or other training-mode behaviour while transforming
+        Mode = mode;
+        Names = names;
+        Seed = seed;
+        if (blockSize <= 0) throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "The block size must be positive.");
+        BlockSize = blockSize;
+        GalleryTargetName = galleryTargetName;
+        InputColumnName = inputColumnName;
+        if (target is not null) BindTarget(target);
+        SampleType = new VectorDataViewType(NumberDataViewType.Single, flow.Dimension);
+    }
+
+    /// <summary>
+    /// Wraps an already trained flow (for example one fitted with <c>VariationalTrainer</c>) as a transformer.
+    /// With a target the columns include LogP and LogWeight (variational mode); without, only Sample and LogQ.
+    /// </summary>
+    public NormalizingFlowTransformer(MLContext mlContext, FlowDistribution flow, Target? target = null, long seed = 0,
+        string sampleColumnName = "Sample", string logQColumnName = "LogQ", string logPColumnName = "LogP", string logWeightColumnName = "LogWeight",
+        int blockSize = 1024)
+        : this(mlContext ?? throw new ArgumentNullException(nameof(mlContext)), flow,
+              target is null ? FlowFitMode.DensityEstimation : FlowFitMode.VariationalInference,
+              FlowColumnNames.Create(target is not null, sampleColumnName, logQColumnName, logPColumnName, logWeightColumnName),
+              seed, blockSize, target, GalleryName(target), null)
+    {
+    }
+
+    /// <summary>The fitted flow q (used without gradients; do not train it further while transforming).</summary>
+    public FlowDistribution Flow { get; }
+    public FlowFitMode Mode { get; }
+    /// <summary>d, the size of the Sample vector.</summary>
+    public int Dimension => Flow.Dimension;
+    public FlowColumnNames Names { get; }
+    /// <summary>The base seed of the draws.</summary>
+    public long Seed { get; }
+    /// <summary>Rows per computed block (also the granularity of the per-block seeds).</summary>
+    public int BlockSize { get; }
+    /// <summary>The target bound for LogP/LogWeight (variational mode), or null.</summary>
+    public Target? Target => target;
+    /// <summary>The gallery name of the target, stored in saved models and re-bound on load; null for user targets.</summary>
+    public string? GalleryTargetName { get; private set; }
+    /// <summary>Density estimation: the column the flow was fitted to.</summary>
+    public string? InputColumnName { get; }
+    /// <summary>What the fit did (null for loaded models).</summary>
+    public Training.FitResult? TrainingResult { get; internal set; }
+    internal VectorDataViewType SampleType { get; }
+
+    private long blocksComputed;
+    /// <summary>Blocks of draws computed so far (laziness checks).</summary>
+    internal long BlocksComputed => Interlocked.Read(ref blocksComputed);
+
+    /// <summary>
+    /// Binds (or re-binds) the target whose log density fills LogP and LogWeight. Needed after loading a
+    /// model that was fitted to a user target; gallery targets are re-bound automatically.
+    /// </summary>
+    public void BindTarget(Target target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        if (Mode != FlowFitMode.VariationalInference)
+            throw new InvalidOperationException("This flow was fitted by density estimation; it has no LogP/LogWeight columns to fill.");
+        if (target.Dimension != Dimension)
+            throw new ArgumentException($"Target '{target.Name}' has dimension {target.Dimension} but the flow has dimension {Dimension}.", nameof(target));
+        this.target = target;
+        GalleryTargetName = GalleryName(target);
+    }
+
+    /// <summary>Binds the target in every flow transformer inside a model (a chain, possibly nested). Returns how many were bound.</summary>
+    public static int BindTarget(ITransformer model, Target target)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(target);
+        int count = 0;
+        foreach (var flow in FindAll(model))
+        {
+            if (flow.Mode != FlowFitMode.VariationalInference) continue;
+            flow.BindTarget(target);
+            count++;
+        }
+        return count;
+    }
+
+    /// <summary>The flow transformers inside a model (itself, or the members of chains, recursively).</summary>
+    public static IEnumerable<NormalizingFlowTransformer> FindAll(ITransformer model)
+    {
+        if (model is NormalizingFlowTransformer flow) { yield return flow; yield break; }
+        if (model is IEnumerable<ITransformer> chain)
+            foreach (var inner in chain)
+                foreach (var found in FindAll(inner))
+                    yield return found;
+    }
+
+    internal static string? GalleryName(Target? target) =>
+        target is EnergyTarget energy && TargetGallery.Names.Contains(energy.Name, StringComparer.OrdinalIgnoreCase) ? energy.Name : null;
+
+    public bool IsRowToRowMapper => true;
+
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumns(inputSchema);
+        builder.AddColumn(Names.Sample, SampleType);
+        builder.AddColumn(Names.LogQ, NumberDataViewType.Single);
+        if (Names.LogP is not null) builder.AddColumn(Names.LogP, NumberDataViewType.Single);
+        if (Names.LogWeight is not null) builder.AddColumn(Names.LogWeight, NumberDataViewType.Single);
+        return builder.ToSchema();
+    }
+
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return new FlowSampleDataView(this, input);
+    }
+
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        return new FlowRowMapper(this, inputSchema);
+    }
+
+    /// <summary>Draws <paramref name="rowCount"/> rows directly (synthetic data): row i has id i, so the same model and seed give the same rows.</summary>
+    public IDataView Generate(long rowCount)
+    {
+        if (rowCount < 0) throw new ArgumentOutOfRangeException(nameof(rowCount), rowCount, "The number of rows cannot be negative.");
+        return Transform(new RowsDataView(rowCount));
+    }
+
+    /// <summary>
+    /// Appends log q(x) of an existing known-size vector column x (size d, Single) to <paramref name="input"/>,
+    /// lazily and in blocks: the density of data under the fitted flow (density-estimation scoring).
+    /// Needs a flow with an inverse.
+    /// </summary>
+    public IDataView ScoreLogQ(IDataView input, string inputColumnName, string outputColumnName = "LogQ")
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentException.ThrowIfNullOrWhiteSpace(inputColumnName);
+        ArgumentException.ThrowIfNullOrWhiteSpace(outputColumnName);
+        if (!Flow.CanEvaluateLogProb)
+            throw new NotSupportedException($"The flow ({Flow.Transform?.GetType().Name}) has no inverse, so log q cannot be evaluated at given points.");
+        var column = FlowColumnChecks.CheckVectorColumn(input.Schema, inputColumnName, Dimension, nameof(inputColumnName));
+        return new FlowScoreDataView(this, input, column, outputColumnName);
+    }
+
+    // ---- block computation -------------------------------------------------------------------------
+
+    internal sealed class Block(ulong high, ulong index, float[] sample, float[] logQ, float[]? logP, float[]? logWeight)
+    {
+        public readonly ulong High = high, Index = index;
+        public readonly float[] Sample = sample, LogQ = logQ;
+        public readonly float[]? LogP = logP, LogWeight = logWeight;
+    }
+
+    /// <summary>Computes the draws of block (high, index): ids high:index·B … high:(index+1)·B − 1.</summary>
+    internal Block ComputeBlock(ulong high, ulong index)
+    {
+        Interlocked.Increment(ref blocksComputed);
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var (dtype, device) = Flow.Placement;
+        var generator = new Generator(BlockSeed(Seed, high, index), device);
+        var noise = torch.randn(BlockSize, Dimension, dtype: dtype, device: device, generator: generator);
+        var (z, logQ) = Flow.SampleFromNoise(noise);
+        var bound = target;
+        float[]? logP = null, logWeight = null;
+        if (Mode == FlowFitMode.VariationalInference)
+        {
+            if (bound is null)
+            {
+                logP = new float[BlockSize];
+                Array.Fill(logP, float.NaN);
+                logWeight = logP;
+            }
+            else
+            {
+                var lp = bound.Evaluate(z);
+                logP = ToArray(lp);
+                logWeight = ToArray(lp.to(logQ.dtype) - logQ);
+            }
+        }
+        return new Block(high, index, ToArray(z), ToArray(logQ), logP, logWeight);
+    }
+
+    internal float[] LogProbOf(float[] points, int count)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var (dtype, device) = Flow.Placement;
+        var x = torch.tensor(points, new long[] { count, Dimension }).to(dtype).to(device);
+        return ToArray(Flow.LogProb(x));
+    }
+
+    private static float[] ToArray(Tensor t) => t.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+
+    internal static ulong BlockSeed(long seed, ulong high, ulong index)
+    {
+        ulong h = SplitMix((ulong)seed ^ 0x6A09E667F3BCC908UL);
+        h = SplitMix(h ^ high);
+        return SplitMix(h ^ index);
+    }
+
+    private static ulong SplitMix(ulong x)
+    {
+        x += 0x9E3779B97F4A7C15UL;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
+        return x ^ (x >> 31);
+    }
+
+    // ---- persistence (ML.NET model zip) -----------------------------------------------------------
+
+    private static VersionInfo GetVersionInfo() => new(
+        modelSignature: "NRMFLOWX",
+        verWrittenCur: VersionCurrent,
+        verReadableCur: VersionCurrent,
+        verWeCanReadBack: VersionCurrent,
+        loaderSignature: LoaderSignature,
+        loaderAssemblyName: typeof(NormalizingFlowTransformer).Assembly.FullName);
+
+    void ICanSaveModel.Save(ModelSaveContext ctx)
+    {
+        ArgumentNullException.ThrowIfNull(ctx);
+        ctx.CheckAtModel();
+        ctx.SetVersionInfo(GetVersionInfo());
+        // int: mode; int: dimension; long: seed; int: block size;
+        // strings: sample, logQ, logP?, logWeight?, gallery target?, input column?; then the flow as a binary stream.
+        ctx.Writer.Write((int)Mode);
+        ctx.Writer.Write(Dimension);
+        ctx.Writer.Write(Seed);
+        ctx.Writer.Write(BlockSize);
+        ctx.SaveNonEmptyString(Names.Sample);
+        ctx.SaveNonEmptyString(Names.LogQ);
+        ctx.SaveStringOrNull(Names.LogP);
+        ctx.SaveStringOrNull(Names.LogWeight);
+        ctx.SaveStringOrNull(GalleryTargetName);
+        ctx.SaveStringOrNull(InputColumnName);
+        ctx.SaveBinaryStream(FlowStreamName, w => FlowSerializer.Save(Flow, w.BaseStream));
+    }
+
+    // Called by ML.NET's component catalog (SignatureLoadModel) when a zip is loaded.
+    private static NormalizingFlowTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        ArgumentNullException.ThrowIfNull(ctx);
+        ctx.CheckAtModel(GetVersionInfo());
+        var mode = (FlowFitMode)ctx.Reader.ReadInt32();
+        if (!Enum.IsDefined(mode)) throw new InvalidDataException($"Corrupt normalizing-flow model: unknown mode {(int)mode}.");
+        int dimension = ctx.Reader.ReadInt32();
+        long seed = ctx.Reader.ReadInt64();
+        int blockSize = ctx.Reader.ReadInt32();
+        if (dimension <= 0 || blockSize <= 0) throw new InvalidDataException($"Corrupt normalizing-flow model: dimension {dimension}, block size {blockSize}.");
+        var names = new FlowColumnNames(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull(), ctx.LoadStringOrNull());
+        string? gallery = ctx.LoadStringOrNull();
+        string? inputColumn = ctx.LoadStringOrNull();
+        FlowDistribution? flow = null;
+        if (!ctx.TryLoadBinaryStream(FlowStreamName, r => flow = FlowSerializer.Load(r.BaseStream)) || flow is null)
+            throw new InvalidDataException($"Corrupt normalizing-flow model: the entry '{FlowStreamName}' with the weights is missing.");
+        if (flow.Dimension != dimension)
+            throw new InvalidDataException($"Corrupt normalizing-flow model: the flow has dimension {flow.Dimension} but the header says {dimension}.");
+        Target? target = null;
+        if (gallery is not null && mode == FlowFitMode.VariationalInference)
+        {
+            try { target = TargetGallery.Create(gallery); }
+            catch (ArgumentException) { /* a gallery this version does not know: leave unbound (NaN) */ }
+        }
+        return new NormalizingFlowTransformer(env, flow, mode, names, seed, blockSize, target, gallery, inputColumn);
+    }
+}
+
+/// <summary>The names of the columns a flow transformer appends (LogP and LogWeight only in variational mode).</summary>
+public sealed record FlowColumnNames(string Sample, string LogQ, string? LogP, string? LogWeight)
+{
+    internal static FlowColumnNames Create(bool variational, string sample, string logQ, string? logP, string? logWeight)
+    {
+        var names = new List<(string Value, string Arg)> { (Check(sample, "sampleColumnName"), "sampleColumnName"), (Check(logQ, "logQColumnName"), "logQColumnName") };
+        if (variational)
+        {
+            names.Add((Check(logP, "logPColumnName"), "logPColumnName"));
+            names.Add((Check(logWeight, "logWeightColumnName"), "logWeightColumnName"));
+        }
+        var duplicate = names.GroupBy(n => n.Value).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+            throw new ArgumentException($"Output column name '{duplicate.Key}' is used twice ({string.Join(", ", duplicate.Select(d => d.Arg))}).", duplicate.Last().Arg);
+        return variational ? new(sample, logQ, logP, logWeight) : new(sample, logQ, null, null);
+    }
+
+    private static string Check(string? name, string argument) =>
+        string.IsNullOrWhiteSpace(name) ? throw new ArgumentException("An output column name cannot be empty.", argument) : name;
+}

@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using Microsoft.ML.NormalizingFlows.Distributions;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.NormalizingFlows.Training;
+
+/// <summary>
+/// Density estimation: fits q to data by maximum likelihood (forward KL), minimizing −mean log q(x) over
+/// minibatches that a caller streams in. Needs a flow whose <see cref="FlowDistribution.LogProb"/> is
+/// differentiable in its parameters (an analytic inverse: radial, the Gaussian families, coupling and
+/// autoregressive flows); planar flows invert numerically without gradients and are refused.
+/// Progress reports carry the mean log-likelihood per point in <see cref="TrainingProgress.Elbo"/>.
+/// </summary>
+public static class MaximumLikelihoodTrainer
+{
+    /// <param name="q">The flow, trained in place.</param>
+    /// <param name="nextBatch">Returns the next minibatch of data, shape [B, d] (any float dtype, any device).</param>
+    public static FitResult Fit(FlowDistribution q, Func<Tensor> nextBatch, TrainerOptions options,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(nextBatch);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (!q.CanEvaluateLogProb)
+            throw new NotSupportedException($"Density estimation needs log q at data points, but {q.Transform!.GetType().Name} has no inverse.");
+        if (options.Threads is int threads) torch.set_num_threads(threads);
+        var device = DeviceSelector.Resolve(options.Device);
+        q.to(options.DType).to(device);
+        q.train();
+        var parameters = q.parameters().ToList();
+        if (parameters.Count == 0) throw new ArgumentException("The flow has no trainable parameters.", nameof(q));
+        using var optimizer = VariationalTrainer.CreateOptimizer(parameters, options);
+        var scheduler = options.LearningRateDecay < 1 ? optim.lr_scheduler.ExponentialLR(optimizer, options.LearningRateDecay) : null;
+
+        var trace = new double[options.Iterations];
+        var clock = Stopwatch.StartNew();
+        int skipped = 0, consecutiveBad = 0, completed = 0, windowCount = 0;
+        double windowSum = 0, learningRate = options.LearningRate;
+        for (int it = 1; it <= options.Iterations; it++)
+        {
+            if (cancellationToken.IsCancellationRequested) break;
+            double logLik;
+            using (var scope = torch.NewDisposeScope())
+            {
+                optimizer.zero_grad();
+                var x = nextBatch().to(options.DType).to(device);
+                var loss = -q.LogProb(x).mean();
+                if (!loss.requires_grad)
+                    throw new NotSupportedException(
+                        $"{q.Transform?.GetType().Name ?? "This flow"} computes log q at data points without gradients (a numerical inverse), " +
+                        "so it cannot be fitted by maximum likelihood. Use a flow with an analytic inverse (radial, mean-field, full-rank, or a coupling/autoregressive preset).");
+                logLik = -loss.to(ScalarType.Float64).item<double>();
+                bool ok = double.IsFinite(logLik);
+                if (ok)
+                {
+                    loss.backward();
+                    var check = torch.stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.abs().sum()).ToArray()).sum();
+                    ok = check.isfinite().item<bool>();
+                    if (ok) optimizer.step(); else optimizer.zero_grad();
+                }
+                if (!ok) logLik = double.NaN;
+            }
+            trace[it - 1] = logLik;
+            completed = it;
+            if (double.IsFinite(logLik)) { consecutiveBad = 0; windowSum += logLik; windowCount++; }
+            else if (++skipped > 0 && ++consecutiveBad >= options.MaxConsecutiveNonFiniteSteps)
+                throw new TrainingDivergedException(
+                    $"Density estimation stopped at iteration {it}: {consecutiveBad} consecutive steps produced a non-finite log-likelihood or gradient. " +
+                    $"Lower the learning rate (now {learningRate:g3}) or use Float64 precision.", it, "log q (flow)");
+            if (scheduler is not null) { scheduler.step(); learningRate *= options.LearningRateDecay; }
+            if (progress is not null && (it % options.ReportEvery == 0 || it == options.Iterations))
+            {
+                progress.Report(new TrainingProgress(it, options.Iterations, windowCount > 0 ? windowSum / windowCount : double.NaN, learningRate, clock.Elapsed, skipped));
+                windowSum = 0;
+                windowCount = 0;
+            }
+        }
+        clock.Stop();
+        q.eval();
+        return new FitResult(trace[..completed], skipped, clock.Elapsed, completed, completed < options.Iterations);
+    }
+}

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.NormalizingFlows.Training;
 using Microsoft.ML.NormalizingFlows.MLNet;
 using Microsoft.ML.NormalizingFlows.Targets;
 using TorchSharp;
@@ -76,7 +77,7 @@ internal static partial class BenchVerbs
             Flow = flow, Layers = layers, Iterations = iterations, BatchSize = batch, LearningRate = lr, Seed = 1,
             LearningRateDecay = Math.Pow(0.05, 1.0 / iterations), // cosine-like: decays to 5% of the rate by the end
             ReportEvery = Math.Max(1, iterations / 10),
-            Progress = new SynchronousProgress<Microsoft.ML.NormalizingFlows.Training.TrainingProgress>(p =>
+            Progress = new InlineProgress<Microsoft.ML.NormalizingFlows.Training.TrainingProgress>(p =>
                 Console.WriteLine($"  step {p.Iteration}: train mean log-lik {p.Elbo:F4} ({p.Elapsed.TotalSeconds:F0} s)")),
         };
         clock.Restart();

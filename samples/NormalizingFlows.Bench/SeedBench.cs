@@ -23,7 +23,7 @@ internal static partial class BenchVerbs
         var q = FlowFactory.Create("planar", 2, layers, seed);
         var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed };
         double rssAt1000 = double.NaN;
-        var progress = new SynchronousProgress<TrainingProgress>(p =>
+        var progress = new InlineProgress<TrainingProgress>(p =>
         {
             if (p.Iteration == 1000) { GC.Collect(); rssAt1000 = Process.GetCurrentProcess().WorkingSet64 / 1e6; }
         });
@@ -37,10 +37,4 @@ internal static partial class BenchVerbs
         Console.WriteLine($"rss_mb_after_1000={rssAt1000:F1} rss_mb_at_end={rssEnd:F1} growth={(rssEnd / rssAt1000 - 1) * 100:F1}%");
         return 0;
     }
-}
-
-/// <summary>An IProgress that runs its handler on the reporting thread (Progress&lt;T&gt; would post it elsewhere).</summary>
-internal sealed class SynchronousProgress<T>(Action<T> handler) : IProgress<T>
-{
-    public void Report(T value) => handler(value);
 }

@@ -178,14 +178,13 @@ public sealed class MLNetFlowTests
         ml.Log += (_, e) => { lock (messages) messages.Add(e.Message); };
         var reports = new List<TrainingProgress>();
         var options = Quick(iterations: 40);
-        options.Progress = new SyncProgress<TrainingProgress>(reports.Add);
+        options.Progress = new InlineProgress<TrainingProgress>(reports.Add);
         FitRing(ml, options: options);
         Assert.AreEqual(2, reports.Count);
         Assert.IsTrue(messages.Any(m => m.Contains("variational inference")), string.Join("\n", messages.Take(5)));
         Assert.IsTrue(messages.Any(m => m.Contains("step 40/40")));
     }
 
-    private sealed class SyncProgress<T>(Action<T> handler) : IProgress<T> { public void Report(T value) => handler(value); }
 
     // ---- persistence ----------------------------------------------------------------------------------
 
@@ -391,7 +390,7 @@ public sealed class MLNetFlowTests
         using var source = new CancellationTokenSource();
         options = Quick(iterations: 100);
         options.CancellationToken = source.Token;
-        options.Progress = new SyncProgress<TrainingProgress>(p => { if (p.Iteration >= 20) source.Cancel(); });
+        options.Progress = new InlineProgress<TrainingProgress>(p => { if (p.Iteration >= 20) source.Cancel(); });
         var model = FitRing(ml, options: options);
         Assert.IsTrue(model.TrainingResult!.Cancelled);
         Assert.AreEqual(20, model.TrainingResult.Iterations); // cancelled at the report after step 20

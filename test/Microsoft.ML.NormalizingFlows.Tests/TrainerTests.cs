@@ -48,7 +48,7 @@ public sealed class TrainerTests
         var options = Short(100);
         options.ReportEvery = 25;
         options.LearningRateDecay = 0.99;
-        VariationalTrainer.Fit(q, TargetGallery.Create("u1"), options, new SynchronousProgress<TrainingProgress>(reports.Add));
+        VariationalTrainer.Fit(q, TargetGallery.Create("u1"), options, new InlineProgress<TrainingProgress>(reports.Add));
         CollectionAssert.AreEqual(new[] { 25, 50, 75, 100 }, reports.Select(r => r.Iteration).ToArray());
         Assert.AreEqual(1e-2 * Math.Pow(0.99, 99), reports[^1].LearningRate, 1e-9); // the rate step 100 used
         Assert.IsTrue(reports.All(r => double.IsFinite(r.Elbo)));
@@ -113,7 +113,7 @@ public sealed class TrainerTests
         var options = Short(10_000);
         options.ReportEvery = 10;
         var result = VariationalTrainer.Fit(q, TargetGallery.Create("ring"), options,
-            new SynchronousProgress<TrainingProgress>(p => { if (p.Iteration == 50) cts.Cancel(); }), cts.Token);
+            new InlineProgress<TrainingProgress>(p => { if (p.Iteration == 50) cts.Cancel(); }), cts.Token);
         Assert.IsTrue(result.Cancelled);
         Assert.AreEqual(50, result.Iterations);
     }
@@ -131,7 +131,3 @@ public sealed class TrainerTests
     }
 }
 
-internal sealed class SynchronousProgress<T>(Action<T> handler) : IProgress<T>
-{
-    public void Report(T value) => handler(value);
-}

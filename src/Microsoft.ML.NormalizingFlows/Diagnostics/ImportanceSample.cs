@@ -64,18 +64,14 @@ public sealed class ImportanceSample
         if (samples < 10) throw new ArgumentOutOfRangeException(nameof(samples), samples, "Importance diagnostics need at least 10 draws.");
         if (q.Dimension != target.Dimension)
             throw new ArgumentException($"The flow has dimension {q.Dimension} but target '{target.Name}' has dimension {target.Dimension}.", nameof(target));
-        using var noGrad = torch.no_grad();
-        var generator = new Generator((ulong)seed, q.Placement.Device);
         int d = q.Dimension;
         var points = new double[(long)samples * d];
         var logTarget = new double[samples];
         var logQ = new double[samples];
-        for (int done = 0; done < samples;)
+        int done = 0;
+        foreach (var (z, lp, lq) in Training.Evaluation.DrawBlocks(q, target, samples, seed))
         {
-            using var scope = torch.NewDisposeScope();
-            int n = Math.Min(10_000, samples - done);
-            var (z, lq) = q.Sample(n, generator);
-            var lp = target.Evaluate(z);
+            int n = (int)z.shape[0];
             z.to(ScalarType.Float64).cpu().data<double>().CopyTo(points.AsSpan(done * d, n * d));
             lp.to(ScalarType.Float64).cpu().data<double>().CopyTo(logTarget.AsSpan(done, n));
             lq.to(ScalarType.Float64).cpu().data<double>().CopyTo(logQ.AsSpan(done, n));

@@ -29,21 +29,34 @@ public static class Evaluation
         if (samples < 2) throw new ArgumentOutOfRangeException(nameof(samples), samples, "Need at least 2 samples for a standard error.");
         if (q.Dimension != target.Dimension)
             throw new ArgumentException($"The flow has dimension {q.Dimension} but target '{target.Name}' has dimension {target.Dimension}.", nameof(target));
+        double sum = 0, sumSquares = 0;
+        foreach (var (_, logP, logQ) in DrawBlocks(q, target, samples, seed))
+        {
+            var w = (logP - logQ).to(ScalarType.Float64);
+            sum += w.sum().item<double>();
+            sumSquares += w.square().sum().item<double>();
+        }
+        double mean = sum / samples;
+        double variance = Math.Max(0, (sumSquares - samples * mean * mean) / (samples - 1));
+        return new ElboEstimate(mean, Math.Sqrt(variance / samples), samples, target.LogNormalizer);
+    }
+
+    /// <summary>
+    /// Draws <paramref name="samples"/> points from q without gradients, in blocks of at most 10,000, with the
+    /// target evaluated on each block: (z, log p̃, log q). Each block's tensors live only until the next one is
+    /// requested, so a caller copies out what it keeps.
+    /// </summary>
+    internal static IEnumerable<(Tensor Z, Tensor LogP, Tensor LogQ)> DrawBlocks(FlowDistribution q, Target target, int samples, long seed)
+    {
         using var noGrad = torch.no_grad();
         var generator = new Generator((ulong)seed, q.Placement.Device);
-        double sum = 0, sumSquares = 0;
         for (int done = 0; done < samples;)
         {
             using var scope = torch.NewDisposeScope();
             int n = Math.Min(10_000, samples - done);
             var (z, logQ) = q.Sample(n, generator);
-            var w = (target.Evaluate(z) - logQ).to(ScalarType.Float64);
-            sum += w.sum().item<double>();
-            sumSquares += w.square().sum().item<double>();
+            yield return (z, target.Evaluate(z), logQ);
             done += n;
         }
-        double mean = sum / samples;
-        double variance = Math.Max(0, (sumSquares - samples * mean * mean) / (samples - 1));
-        return new ElboEstimate(mean, Math.Sqrt(variance / samples), samples, target.LogNormalizer);
     }
 }

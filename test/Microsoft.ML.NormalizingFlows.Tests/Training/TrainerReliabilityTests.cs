@@ -124,7 +124,7 @@ public sealed class TrainerReliabilityTests
     public void CancellationReturnsTheBestSoFarModelMarkedCancelled()
     {
         using var cancel = new CancellationTokenSource();
-        var progress = new ImmediateProgress(p => { if (p.Iteration == 300) cancel.Cancel(); });
+        var progress = new InlineProgress<TrainingProgress>(p => { if (p.Iteration == 300) cancel.Cancel(); });
         var target = GaussianFixtures.Correlated(0.5);
         var q = new FlowDistribution(new DiagonalNormal(2));
         var fit = VariationalTrainer.Fit(q, target, Quick(5_000), progress, cancel.Token);
@@ -193,10 +193,5 @@ public sealed class TrainerReliabilityTests
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainerOptions { GradientClipNorm = 0 }.Validate());
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainerOptions { ConvergenceWindow = 0 }.Validate());
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainerOptions { EarlyStoppingPatience = 0 }.Validate());
-    }
-
-    private sealed class ImmediateProgress(Action<TrainingProgress> handler) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => handler(value);
     }
 }

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
 using Microsoft.ML.NormalizingFlows;
 using Microsoft.ML.NormalizingFlows.Targets;
 using Microsoft.ML.NormalizingFlows.Training;
@@ -6,19 +8,50 @@ using Microsoft.ML.NormalizingFlows.Training;
 /// <summary>
 /// "seed": the seed's experiment (ring, planar K = 32, batch 128, Adam 6e-4, 20,000 iterations, 1 thread),
 /// the same configuration as shared/bench/seed_planar_ring.py, for a like-for-like time and KL comparison.
-/// Also samples resident memory after 1,000 and after the last iteration (leak check).
+/// Also samples resident memory after 1,000 and after the last iteration (leak check). With --anchor it first
+/// runs the PyTorch script itself (same settings, same sitting) and prints both times and their ratio.
 /// </summary>
 internal static partial class BenchVerbs
 {
-    static partial void RegisterSeed() => Add("seed", "Seed experiment vs the PyTorch anchor: time, ms/iteration, exact KL, memory. [ITERS] [K] [BATCH] [THREADS] [SEED]", RunSeed);
+    static partial void RegisterSeed() => Add("seed",
+        "Seed experiment vs the PyTorch anchor: time, ms/iteration, exact KL, memory. [ITERS=20000] [K=32] [BATCH=128] [THREADS=1] [SEED=0] " +
+        "[--anchor [SCRIPT]] (runs shared/bench/seed_planar_ring.py first; found by searching upward) [--python PATH=/usr/bin/python3]", RunSeed);
 
     private static int RunSeed(string[] args)
     {
-        int iterations = args.Length > 0 ? int.Parse(args[0]) : 20_000;
-        int layers = args.Length > 1 ? int.Parse(args[1]) : 32;
-        int batch = args.Length > 2 ? int.Parse(args[2]) : 128;
-        int threads = args.Length > 3 ? int.Parse(args[3]) : 1;
-        long seed = args.Length > 4 ? long.Parse(args[4]) : 0;
+        var positional = new List<string>();
+        string? anchorScript = null;
+        bool runAnchor = false;
+        string python = "/usr/bin/python3";
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--anchor")
+            {
+                runAnchor = true;
+                if (i + 1 < args.Length && args[i + 1].EndsWith(".py", StringComparison.Ordinal)) anchorScript = args[++i];
+            }
+            else if (args[i] == "--python" && i + 1 < args.Length) python = args[++i];
+            else positional.Add(args[i]);
+        }
+        int iterations = positional.Count > 0 ? int.Parse(positional[0], CultureInfo.InvariantCulture) : 20_000;
+        int layers = positional.Count > 1 ? int.Parse(positional[1], CultureInfo.InvariantCulture) : 32;
+        int batch = positional.Count > 2 ? int.Parse(positional[2], CultureInfo.InvariantCulture) : 128;
+        int threads = positional.Count > 3 ? int.Parse(positional[3], CultureInfo.InvariantCulture) : 1;
+        long seed = positional.Count > 4 ? long.Parse(positional[4], CultureInfo.InvariantCulture) : 0;
+
+        double? anchorSeconds = null;
+        if (runAnchor)
+        {
+            anchorScript ??= FindUpward(Path.Combine("shared", "bench", "seed_planar_ring.py"));
+            if (anchorScript is null || !File.Exists(anchorScript))
+            {
+                Console.Error.WriteLine("error: --anchor: shared/bench/seed_planar_ring.py not found above the current folder or the bench; pass its path.");
+                return 2;
+            }
+            anchorSeconds = RunAnchor(python, anchorScript, iterations, layers, batch, threads);
+            if (anchorSeconds is null) return 1;
+        }
+
         var target = TargetGallery.Create("ring");
         var q = FlowFactory.Create("planar", 2, layers, seed);
         var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed };
@@ -30,11 +63,53 @@ internal static partial class BenchVerbs
         var result = VariationalTrainer.Fit(q, target, options, progress);
         GC.Collect();
         double rssEnd = Process.GetCurrentProcess().WorkingSet64 / 1e6;
-        var estimate = Evaluation.EstimateElbo(q, target, 20_000);
-        Console.WriteLine($"iters={iterations} K={layers} batch={batch} threads={threads} seed={seed} seconds={result.Elapsed.TotalSeconds:F2} " +
+        var estimate = Evaluation.EstimateElbo(q, target, 100_000);
+        Console.WriteLine($"ours:   iters={iterations} K={layers} batch={batch} threads={threads} seed={seed} seconds={result.Elapsed.TotalSeconds:F2} " +
                           $"ms_per_iter={result.Elapsed.TotalMilliseconds / iterations:F3} neg_elbo={-estimate.Elbo:F4} " +
-                          $"kl={estimate.Kl:F4}±{estimate.StandardError:F4} skipped={result.SkippedSteps}");
-        Console.WriteLine($"rss_mb_after_1000={rssAt1000:F1} rss_mb_at_end={rssEnd:F1} growth={(rssEnd / rssAt1000 - 1) * 100:F1}%");
+                          $"kl={estimate.Kl:F4}±{estimate.StandardError:F4} (100,000 draws) skipped={result.SkippedSteps}");
+        Console.WriteLine($"        rss_mb_after_1000={rssAt1000:F1} rss_mb_at_end={rssEnd:F1} growth={(rssEnd / rssAt1000 - 1) * 100:F1}%");
+        if (anchorSeconds is double anchor)
+            Console.WriteLine($"time ratio ours/anchor = {result.Elapsed.TotalSeconds / anchor:F3} ({anchor / result.Elapsed.TotalSeconds:F1}x faster)");
         return 0;
+    }
+
+    /// <summary>Runs the PyTorch anchor, echoes its line with the exact KL added, and returns its training seconds.</summary>
+    private static double? RunAnchor(string python, string script, int iterations, int layers, int batch, int threads)
+    {
+        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new object[] { script, iterations, layers, batch, threads }) start.ArgumentList.Add(Convert.ToString(a, CultureInfo.InvariantCulture)!);
+        Process process;
+        try { process = Process.Start(start)!; }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            Console.Error.WriteLine($"error: cannot start '{python}' ({e.Message}); install Debian's python3-torch or pass --python.");
+            return null;
+        }
+        var errorText = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        var seconds = Regex.Match(output, @"seconds=([0-9.]+)");
+        var negElbo = Regex.Match(output, @"neg_elbo=(-?[0-9.]+)");
+        if (process.ExitCode != 0 || !seconds.Success || !negElbo.Success)
+        {
+            Console.Error.WriteLine($"error: the anchor failed (exit {process.ExitCode}): {output.Trim()} {errorText.Result.Trim()}");
+            return null;
+        }
+        // The script prints E_q[log q − log p̃] on 20,000 draws; KL adds the ring's log Z.
+        double kl = double.Parse(negElbo.Groups[1].Value, CultureInfo.InvariantCulture) + TargetGallery.Create("ring").LogNormalizer!.Value;
+        Console.WriteLine($"anchor: {output.Trim()} kl={kl:F4} (20,000 draws)");
+        return double.Parse(seconds.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>The first existing path RELATIVE above the current folder or the bench's own folder.</summary>
+    internal static string? FindUpward(string relative)
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                string candidate = Path.Combine(dir.FullName, relative);
+                if (File.Exists(candidate)) return candidate;
+            }
+        return null;
     }
 }

@@ -23,6 +23,7 @@ public sealed class ImageTarget : Target
     /// <param name="box">Where the picture lies in z-space; null: the longer side spans [−4, 4], aspect kept.</param>
     /// <param name="darkIsDense">True (default): dark pixels carry the mass; false: bright pixels do.</param>
     /// <param name="floor">Density added everywhere inside the box, relative to a fully dark pixel (1).</param>
+    /// <param name="name">The target's name in messages and reports.</param>
     public ImageTarget(float[,] luminance, Box? box = null, bool darkIsDense = true, double floor = 1e-3, string name = "image")
         : base(name, 2)
     {

@@ -17,6 +17,9 @@ public static class MaximumLikelihoodTrainer
 {
     /// <param name="q">The flow, trained in place.</param>
     /// <param name="nextBatch">Returns the next minibatch of data, shape [B, d] (any float dtype, any device).</param>
+    /// <param name="options">Iterations, optimizer, learning rate and its exponential decay, precision, device, threads; the batch size is whatever <paramref name="nextBatch"/> returns.</param>
+    /// <param name="progress">Receives the mean log-likelihood per point every <see cref="TrainerOptions.ReportEvery"/> iterations.</param>
+    /// <param name="cancellationToken">Stops after the current step; the parameters reached so far are kept and the result is marked cancelled.</param>
     public static FitResult Fit(FlowDistribution q, Func<Tensor> nextBatch, TrainerOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {

@@ -73,7 +73,7 @@ public sealed class CouplingTransform : FlowTransform
 
     public override bool HasInverse => true;
 
-    private Tensor Parameters(Tensor kept) => conditioner.forward(kept).view(kept.shape[0], Dimension, map.ParametersPerDimension);
+    private Tensor Parameters(Tensor kept) => conditioner.call(kept).view(kept.shape[0], Dimension, map.ParametersPerDimension);
 
     public override (Tensor Output, Tensor LogAbsDetJacobian) Forward(Tensor input)
     {

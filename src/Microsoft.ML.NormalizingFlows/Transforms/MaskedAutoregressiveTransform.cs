@@ -49,7 +49,7 @@ public sealed class MaskedAutoregressiveTransform : FlowTransform
 
     public override bool HasInverse => true;
 
-    private Tensor Parameters(Tensor x) => made.forward(x).view(x.shape[0], Dimension, map.ParametersPerDimension);
+    private Tensor Parameters(Tensor x) => made.call(x).view(x.shape[0], Dimension, map.ParametersPerDimension);
 
     public override (Tensor Output, Tensor LogAbsDetJacobian) Forward(Tensor input)
     {

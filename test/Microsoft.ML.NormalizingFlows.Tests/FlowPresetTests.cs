@@ -1,4 +1,5 @@
 using Microsoft.ML.NormalizingFlows.Distributions;
+using Microsoft.ML.NormalizingFlows.Persistence;
 using Microsoft.ML.NormalizingFlows.Transforms;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
 using TorchSharp;
@@ -76,6 +77,14 @@ public sealed class FlowPresetTests
             AssertClose(z, z2, 0, label + " draws");
             AssertClose(logQ, logQ2, 0, label + " log q of draws");
             if (q.CanEvaluateLogProb) AssertClose(q.LogProb(z), rebuilt.LogProb(z), 0, label + " LogProb");
+
+            // The same through FlowSerializer (spec as JSON + state dict).
+            var file = new MemoryStream();
+            FlowSerializer.Save(q, file);
+            file.Position = 0;
+            var loaded = FlowSerializer.Load(file);
+            AssertClose(logQ, loaded.Sample(32, new Generator(2)).LogProb, 0, label + " log q of draws after FlowSerializer");
+            if (q.CanEvaluateLogProb) AssertClose(q.LogProb(z), loaded.LogProb(z), 0, label + " LogProb after FlowSerializer");
         }
     }
 

@@ -35,11 +35,12 @@ public static class FlowFactory
     /// <summary>
     /// Settings the layered presets (realnvp, maf, iaf, nsf-coupling, nsf-autoregressive) read, with defaults:
     /// hidden = 64 (conditioner width), blocks = 1 (residual blocks), clamp = 3 (affine log-scale soft clamp),
-    /// bins = 8, bound = 5 (spline interval [−B, B]), mask = halves | random (couplings),
+    /// bins = 8 (1 to 999), bound = 5 (spline interval [−B, B]), mask = halves | random (couplings),
     /// permutation = none | reverse | random | lu (between layers; default none for couplings, reverse for
     /// autoregressive), actnorm = true (a final ActNorm), identity-init = true,
-    /// direction = iaf | maf (nsf-autoregressive), base = normal | diag-normal | student-t, dof = 5,
-    /// learn-dof = true. planar, radial, mean-field and full-rank take none.
+    /// direction = iaf | maf (nsf-autoregressive), base = normal | diag-normal | student-t, dof = 5 and
+    /// learn-dof = true (with base = student-t only). planar, radial, mean-field and full-rank take none.
+    /// A setting the preset does not read is an error, like an unknown one. See docs/flows.md.
     /// </summary>
     public static IReadOnlyList<string> SettingNames { get; } = PresetSettings.Known;
 

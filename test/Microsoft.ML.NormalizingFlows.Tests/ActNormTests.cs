@@ -1,12 +1,6 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.MLNet;
 using Microsoft.ML.NormalizingFlows.Persistence;
-using Microsoft.ML.NormalizingFlows.Transforms;
-using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Microsoft.ML.NormalizingFlows.Tests.FlowTestHelpers;
 
 namespace Microsoft.ML.NormalizingFlows.Tests;
 

@@ -1,9 +1,4 @@
-using Microsoft.ML.NormalizingFlows.Distributions;
-using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
-using static Microsoft.ML.NormalizingFlows.Tests.FlowTestHelpers;
 
 namespace Microsoft.ML.NormalizingFlows.Tests;
 

@@ -1,9 +1,3 @@
-using Microsoft.ML.NormalizingFlows.Transforms;
-using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Microsoft.ML.NormalizingFlows.Tests.FlowTestHelpers;
-
 namespace Microsoft.ML.NormalizingFlows.Tests;
 
 /// <summary>Permutations (reverse, seeded random, user-given) and the learnable LU linear layer.</summary>

@@ -26,17 +26,21 @@ public static class FlowFactory
             (b, i) => b.SplineAutoregressive(s.Direction, s.Bins, s.Bound, s.Hidden, s.Blocks, s.IdentityInit)),
     };
 
+    /// <summary>Presets made of coupling layers: one part of the coordinates conditions the other, so d ≥ 2.</summary>
+    private static readonly HashSet<string> CouplingPresets = new(StringComparer.OrdinalIgnoreCase) { "realnvp", "nsf-coupling" };
+
     /// <summary>The preset names <see cref="Create(string, int, int, long, IReadOnlyDictionary{string, string}?)"/> accepts.</summary>
     public static IReadOnlyCollection<string> Names => Presets.Keys;
 
     /// <summary>
     /// Settings the layered presets (realnvp, maf, iaf, nsf-coupling, nsf-autoregressive) read, with defaults:
     /// hidden = 64 (conditioner width), blocks = 1 (residual blocks), clamp = 3 (affine log-scale soft clamp),
-    /// bins = 8, bound = 5 (spline interval [−B, B]), mask = halves | random (couplings),
+    /// bins = 8 (1 to 999), bound = 5 (spline interval [−B, B]), mask = halves | random (couplings),
     /// permutation = none | reverse | random | lu (between layers; default none for couplings, reverse for
     /// autoregressive), actnorm = true (a final ActNorm), identity-init = true,
-    /// direction = iaf | maf (nsf-autoregressive), base = normal | diag-normal | student-t, dof = 5,
-    /// learn-dof = true. planar, radial, mean-field and full-rank take none.
+    /// direction = iaf | maf (nsf-autoregressive), base = normal | diag-normal | student-t, dof = 5 and
+    /// learn-dof = true (with base = student-t only). planar, radial, mean-field and full-rank take none.
+    /// A setting the preset does not read is an error, like an unknown one. See docs/flows.md.
     /// </summary>
     public static IReadOnlyList<string> SettingNames { get; } = PresetSettings.Known;
 
@@ -55,6 +59,9 @@ public static class FlowFactory
         if (!Presets.TryGetValue(name, out var factory))
             throw new ArgumentException($"Unknown flow '{name}'. Known flows: {string.Join(", ", Presets.Keys)}.", nameof(name));
         if (dimension <= 0) throw new ArgumentOutOfRangeException(nameof(dimension), dimension, "The dimension must be positive.");
+        if (dimension < 2 && CouplingPresets.Contains(name))
+            throw new ArgumentOutOfRangeException(nameof(dimension), dimension,
+                $"Flow preset '{name}' is made of coupling layers, which need d ≥ 2 (one part of the coordinates conditions the other). For d = 1 use iaf, maf, nsf-autoregressive, planar, radial or mean-field.");
         if (layers <= 0) throw new ArgumentOutOfRangeException(nameof(layers), layers, "The number of layers K must be positive.");
         var parsed = new PresetSettings(name, settings);
         var generator = new Generator((ulong)seed);
@@ -101,6 +108,9 @@ public static class FlowFactory
         public static readonly string[] Known =
             { "hidden", "blocks", "clamp", "bins", "bound", "mask", "permutation", "actnorm", "identity-init", "direction", "base", "dof", "learn-dof" };
 
+        /// <summary>The parameter of <see cref="Create(string, int, int, long, IReadOnlyDictionary{string, string}?)"/> the settings came in.</summary>
+        private const string SettingsArgument = "settings";
+
         private readonly string preset;
         private readonly IReadOnlyDictionary<string, string> values;
         private readonly HashSet<string> read = new(StringComparer.OrdinalIgnoreCase);
@@ -111,17 +121,19 @@ public static class FlowFactory
             values = settings is null ? new Dictionary<string, string>() : new Dictionary<string, string>(settings, StringComparer.OrdinalIgnoreCase);
             foreach (var key in values.Keys)
                 if (!Known.Contains(key, StringComparer.OrdinalIgnoreCase))
-                    throw new ArgumentException($"Unknown flow setting '{key}'. Known settings: {string.Join(", ", Known)}.", nameof(settings));
+                    throw new ArgumentException($"Unknown flow setting '{key}'. Known settings: {string.Join(", ", Known)}.", SettingsArgument);
         }
 
         private string? Raw(string key) { read.Add(key); return values.TryGetValue(key, out var v) ? v.Trim() : null; }
 
-        private int Int(string key, int fallback, int min)
+        private int Int(string key, int fallback, int min, int max = int.MaxValue)
         {
             var raw = Raw(key);
             if (raw is null) return fallback;
-            if (!int.TryParse(raw, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) || v < min)
-                throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be an integer ≥ {min}.");
+            if (!int.TryParse(raw, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) || v < min || v > max)
+                throw new ArgumentException(max == int.MaxValue
+                    ? $"Flow setting '{key}' = '{raw}' must be an integer ≥ {min}."
+                    : $"Flow setting '{key}' = '{raw}' must be an integer in [{min}, {max}].", SettingsArgument);
             return v;
         }
 
@@ -130,7 +142,7 @@ public static class FlowFactory
             var raw = Raw(key);
             if (raw is null) return fallback;
             if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || !(v > 0) || double.IsInfinity(v))
-                throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be a positive number.");
+                throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be a positive number.", SettingsArgument);
             return v;
         }
 
@@ -138,7 +150,7 @@ public static class FlowFactory
         {
             var raw = Raw(key);
             if (raw is null) return fallback;
-            if (!bool.TryParse(raw, out bool v)) throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be true or false.");
+            if (!bool.TryParse(raw, out bool v)) throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be true or false.", SettingsArgument);
             return v;
         }
 
@@ -146,14 +158,15 @@ public static class FlowFactory
         {
             var raw = Raw(key)?.ToLowerInvariant();
             if (raw is not null && !allowed.Contains(raw))
-                throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be one of: {string.Join(", ", allowed)}.");
+                throw new ArgumentException($"Flow setting '{key}' = '{raw}' must be one of: {string.Join(", ", allowed)}.", SettingsArgument);
             return raw;
         }
 
         public int Hidden => Int("hidden", 64, 1);
         public int Blocks => Int("blocks", 1, 0);
         public double Clamp => Real("clamp", 3.0);
-        public int Bins => Int("bins", 8, 1);
+        // A spline's minimum bin width (1e-3 of the interval) allows at most 999 bins.
+        public int Bins => Int("bins", 8, 1, 999);
         public double Bound => Real("bound", 5.0);
         public bool RandomMasks => Choice("mask", "halves", "random") == "random";
         public string? Permutation => Choice("permutation", "none", "reverse", "random", "lu");
@@ -164,13 +177,11 @@ public static class FlowFactory
 
         public BaseDistribution Base(int d)
         {
-            var kind = Choice("base", "normal", "diag-normal", "student-t") ?? "normal";
-            double dof = Real("dof", 5.0);
-            bool learn = Bool("learn-dof", true);
-            return kind switch
+            // dof and learn-dof are read only for a Student-t base, so giving them with another base is reported as unused.
+            return (Choice("base", "normal", "diag-normal", "student-t") ?? "normal") switch
             {
                 "diag-normal" => new DiagonalNormal(d),
-                "student-t" => new StudentT(d, dof, learn),
+                "student-t" => new StudentT(d, Real("dof", 5.0), Bool("learn-dof", true)),
                 _ => new StandardNormal(d),
             };
         }
@@ -180,7 +191,7 @@ public static class FlowFactory
         {
             var unused = values.Keys.Where(k => !read.Contains(k)).ToList();
             if (unused.Count > 0)
-                throw new ArgumentException($"Flow preset '{preset}' does not use the setting(s): {string.Join(", ", unused)}.");
+                throw new ArgumentException($"Flow preset '{preset}' does not use the setting(s): {string.Join(", ", unused)}.", SettingsArgument);
             return flow;
         }
     }

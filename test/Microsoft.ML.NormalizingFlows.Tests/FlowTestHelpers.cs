@@ -32,6 +32,7 @@ public static class FlowTestHelpers
     /// <summary>Asserts the transform's log|det J| (forward and, when available, inverse) equals the autograd one.</summary>
     public static void AssertLogDetMatchesAutograd(FlowTransform t, Tensor x, double tolerance = 1e-8, string label = "")
     {
+        label = Describe(t, label);
         var (_, reported) = t.Forward(x);
         var expected = AutogradLogAbsDet(z => t.Forward(z).Output, x);
         AssertClose(expected, reported.detach(), tolerance, $"{label} forward log|det J|");
@@ -48,12 +49,16 @@ public static class FlowTestHelpers
     /// <summary>Asserts f⁻¹(f(x)) = x and that the two log-determinants cancel.</summary>
     public static void AssertRoundTrip(FlowTransform t, Tensor x, double tolerance, string label = "")
     {
+        label = Describe(t, label);
         using var noGrad = torch.no_grad();
         var (y, ldForward) = t.Forward(x);
         var (back, ldInverse) = t.Inverse(y);
         AssertClose(x, back, tolerance, $"{label} round trip");
         AssertClose(ldForward, -ldInverse, tolerance * 10, $"{label} log-det cancellation");
     }
+
+    private static string Describe(FlowTransform t, string label) =>
+        label.Length > 0 ? label : $"{t.GetType().Name} (d = {t.Dimension})";
 
     public static void AssertClose(Tensor expected, Tensor actual, double tolerance, string what)
     {

@@ -17,7 +17,9 @@ namespace Microsoft.ML.NormalizingFlows.Distributions;
 public sealed class StudentT : BaseDistribution
 {
     private readonly Parameter? logDof;
-    private readonly Tensor? fixedDof;
+    // The field is named like its registered buffer: TorchSharp's .to(dtype/device) rebinds fields by that name
+    // (a differently named field would keep the old, disposed tensor).
+    private readonly Tensor? dof;
 
     /// <param name="dimension">d.</param>
     /// <param name="degreesOfFreedom">Initial (or fixed) ν &gt; 0.</param>
@@ -33,8 +35,8 @@ public sealed class StudentT : BaseDistribution
         }
         else
         {
-            fixedDof = torch.full(dimension, degreesOfFreedom);
-            register_buffer("dof", fixedDof);
+            dof = torch.full(dimension, degreesOfFreedom);
+            register_buffer("dof", dof);
         }
         RegisterComponents();
     }
@@ -42,7 +44,7 @@ public sealed class StudentT : BaseDistribution
     public bool Learnable { get; }
 
     /// <summary>ν per coordinate [d].</summary>
-    public Tensor DegreesOfFreedom => Learnable ? logDof!.exp() : fixedDof!;
+    public Tensor DegreesOfFreedom => Learnable ? logDof!.exp() : dof!;
 
     public override (Tensor Sample, Tensor LogProb) Sample(long count, Generator? generator = null)
     {
@@ -77,7 +79,10 @@ public sealed class StudentT : BaseDistribution
     {
         CheckInput(z);
         var nu = DegreesOfFreedom;
-        var constant = torch.lgamma((nu + 1) * 0.5) - torch.lgamma(nu * 0.5) - 0.5 * torch.log(nu * Math.PI);
+        // log Γ((ν+1)/2) − log Γ(ν/2) is a small difference of large numbers for large ν (≈ ½ log(ν/2));
+        // in float32 that costs ~1e-4 nats at ν = 10³ and ~0.1 at ν = 10⁶, so the [d] constant is computed in float64.
+        var nu64 = nu.to(ScalarType.Float64);
+        var constant = (torch.lgamma((nu64 + 1) * 0.5) - torch.lgamma(nu64 * 0.5) - 0.5 * torch.log(nu64 * Math.PI)).to(z.dtype);
         return (constant - (nu + 1) * 0.5 * torch.log1p(z.square() / nu)).sum(1);
     }
 }

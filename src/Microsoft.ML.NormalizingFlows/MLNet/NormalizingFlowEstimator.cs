@@ -38,7 +38,7 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         /// <summary>Density estimation: the known-size vector-of-Single column to fit.</summary>
         public string InputColumnName { get; set; } = "Features";
 
-        /// <summary>A <see cref="FlowFactory"/> preset: planar, radial, mean-field, full-rank (and any registered later).</summary>
+        /// <summary>A <see cref="FlowFactory"/> preset (any of <see cref="FlowFactory.Names"/>: planar, radial, mean-field, full-rank, realnvp, nsf-coupling, iaf, maf, nsf-autoregressive, …); see docs/flows.md.</summary>
         public string Flow { get; set; } = "planar";
         /// <summary>Preset settings passed to <see cref="FlowFactory"/> and recorded in the saved model (e.g. "hidden" = "64", "bins" = "8"); see FlowFactory.SettingNames.</summary>
         public Dictionary<string, string>? FlowSettings { get; set; }

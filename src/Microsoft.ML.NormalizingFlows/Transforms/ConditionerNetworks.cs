@@ -14,8 +14,11 @@ internal sealed class MaskedLinear : nn.Module<Tensor, Tensor>
     private readonly Parameter bias;
     private readonly Tensor mask;
 
-    /// <param name="mask">[out, in] of 0/1.</param>
+    /// <param name="inFeatures">Inputs.</param>
+    /// <param name="outFeatures">Outputs.</param>
+    /// <param name="mask">[out, in] of 0/1 (null: all ones).</param>
     /// <param name="zeroInit">Start with zero weight and bias (the layer outputs 0).</param>
+    /// <param name="generator">Draws the initial weights (null: TorchSharp's global generator).</param>
     public MaskedLinear(int inFeatures, int outFeatures, Tensor? mask, bool zeroInit, Generator? generator) : base(nameof(MaskedLinear))
     {
         // nn.Linear's default: U(−1/√in, 1/√in) for weight and bias.

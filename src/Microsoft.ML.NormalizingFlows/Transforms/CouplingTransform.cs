@@ -51,6 +51,7 @@ public sealed class CouplingTransform : FlowTransform
     /// <param name="hiddenWidth">Width of the conditioner.</param>
     /// <param name="residualBlocks">Residual blocks in the conditioner (each two layers).</param>
     /// <param name="identityInit">Zero the conditioner's last layer so the layer starts as the identity.</param>
+    /// <param name="generator">Draws the conditioner's initial weights (null: TorchSharp's global generator).</param>
     public CouplingTransform(int dimension, bool[] mask, ElementwiseMap map, int hiddenWidth = 64, int residualBlocks = 1,
         bool identityInit = true, Generator? generator = null) : base(nameof(CouplingTransform), dimension)
     {
@@ -73,7 +74,7 @@ public sealed class CouplingTransform : FlowTransform
 
     public override bool HasInverse => true;
 
-    private Tensor Parameters(Tensor kept) => conditioner.forward(kept).view(kept.shape[0], Dimension, map.ParametersPerDimension);
+    private Tensor Parameters(Tensor kept) => conditioner.call(kept).view(kept.shape[0], Dimension, map.ParametersPerDimension);
 
     public override (Tensor Output, Tensor LogAbsDetJacobian) Forward(Tensor input)
     {

@@ -33,6 +33,14 @@ public sealed class MaskedAutoregressiveTransform : FlowTransform
     private readonly ResidualNetwork made;
     private readonly ElementwiseMap map;
 
+    /// <param name="dimension">d ≥ 1.</param>
+    /// <param name="map">The elementwise map: <see cref="AffineMap"/> (IAF/MAF) or <see cref="RationalQuadraticSplineMap"/> (NSF-AR).</param>
+    /// <param name="direction">Which side the MADE reads: <see cref="AutoregressiveDirection.Inverse"/> (IAF, one-pass sampling)
+    /// or <see cref="AutoregressiveDirection.Masked"/> (MAF, one-pass density).</param>
+    /// <param name="hiddenWidth">Width of the MADE's hidden layers.</param>
+    /// <param name="residualBlocks">Masked residual blocks in the MADE (each two layers).</param>
+    /// <param name="identityInit">Zero the MADE's last layer so the layer starts as the identity.</param>
+    /// <param name="generator">Draws the initial weights (null: TorchSharp's global generator).</param>
     public MaskedAutoregressiveTransform(int dimension, ElementwiseMap map, AutoregressiveDirection direction, int hiddenWidth = 64,
         int residualBlocks = 1, bool identityInit = true, Generator? generator = null) : base(nameof(MaskedAutoregressiveTransform), dimension)
     {
@@ -49,7 +57,7 @@ public sealed class MaskedAutoregressiveTransform : FlowTransform
 
     public override bool HasInverse => true;
 
-    private Tensor Parameters(Tensor x) => made.forward(x).view(x.shape[0], Dimension, map.ParametersPerDimension);
+    private Tensor Parameters(Tensor x) => made.call(x).view(x.shape[0], Dimension, map.ParametersPerDimension);
 
     public override (Tensor Output, Tensor LogAbsDetJacobian) Forward(Tensor input)
     {

@@ -14,6 +14,8 @@ internal sealed record CliOptions
     public string Preset { get; init; } = "seed";
     public string Target { get; init; } = "ring";
     public string Flow { get; init; } = "planar";
+    /// <summary>Preset settings passed to <see cref="FlowFactory.Create(string, int, int, long, IReadOnlyDictionary{string, string}?)"/> (e.g. hidden, bins).</summary>
+    public IReadOnlyDictionary<string, string> FlowSettings { get; init; } = new Dictionary<string, string>();
     public int Layers { get; init; } = 32;
     public int Iterations { get; init; } = 20_000;
     public int BatchSize { get; init; } = 128;
@@ -84,12 +86,13 @@ internal sealed record CliOptions
             throw new CliUsageException($"Unknown preset '{presetName}'. Known presets: {string.Join(", ", Presets.Keys)}.");
         foreach (var (name, value) in pairs.Where(p => p.Name != "--preset"))
             options = Apply(options, name, value!);
+        if (options.FlowSettings.Count > 0) CheckFlowSettings(options);
         return options;
     }
 
     private static readonly HashSet<string> Known = new(StringComparer.OrdinalIgnoreCase)
     {
-        "--target", "--flow", "--layers", "--iterations", "--batch", "--lr", "--optimizer", "--lr-decay", "--seed",
+        "--target", "--flow", "--flow-settings", "--layers", "--iterations", "--batch", "--lr", "--optimizer", "--lr-decay", "--seed",
         "--precision", "--device", "--threads", "--output", "--frames-every", "--preset",
     };
 
@@ -100,6 +103,7 @@ internal sealed record CliOptions
     {
         "--target" => o with { Target = ParseTarget(value) },
         "--flow" => o with { Flow = ParseFlow(value) },
+        "--flow-settings" => o with { FlowSettings = ParseFlowSettings(value) },
         "--layers" => o with { Layers = PositiveInt(name, value, "the number of flow layers K") },
         "--iterations" => o with { Iterations = PositiveInt(name, value, "the number of iterations") },
         "--batch" => o with { BatchSize = PositiveInt(name, value, "the batch size") },
@@ -114,6 +118,33 @@ internal sealed record CliOptions
         "--frames-every" => o with { FramesEvery = PositiveInt(name, value, "the frame interval in iterations") },
         _ => throw UnknownOption(name),
     };
+
+    /// <summary>"key=value,key=value" → a dictionary; the keys and values are checked against the flow afterwards.</summary>
+    private static Dictionary<string, string> ParseFlowSettings(string value)
+    {
+        var settings = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var item in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            int eq = item.IndexOf('=');
+            if (eq <= 0 || eq == item.Length - 1)
+                throw new CliUsageException($"Option --flow-settings expects key=value pairs separated by commas (e.g. hidden=128,bins=16); got '{item}'.");
+            if (!settings.TryAdd(item[..eq].Trim(), item[(eq + 1)..].Trim()))
+                throw new CliUsageException($"Option --flow-settings names '{item[..eq].Trim()}' more than once.");
+        }
+        if (settings.Count == 0) throw new CliUsageException("Option --flow-settings needs at least one key=value pair.");
+        return settings;
+    }
+
+    /// <summary>Builds a one-layer flow of the chosen preset with the settings, so an unknown or unused key or a bad
+    /// value is a usage error before any training starts.</summary>
+    private static void CheckFlowSettings(CliOptions o)
+    {
+        try { FlowFactory.Create(o.Flow, 2, 1, 0, o.FlowSettings).Dispose(); }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException($"Option --flow-settings does not suit flow '{o.Flow}': {e.Message.ReplaceLineEndings(" ")}", e);
+        }
+    }
 
     private static int PositiveInt(string name, string value, string what)
     {
@@ -192,6 +223,7 @@ internal sealed record CliOptions
             Options (default in brackets):
               --target NAME        target density [{d.Target}]; one of {string.Join(", ", TargetGallery.Names)}
               --flow NAME          flow family [{d.Flow}]; one of {string.Join(", ", FlowFactory.Names)}
+              --flow-settings S    preset settings, e.g. hidden=128,bins=16,base=student-t (see docs/flows.md) [none]
               --layers K           flow layers, K >= 1 [{d.Layers}]
               --iterations N       optimizer steps [{d.Iterations}]
               --batch B            Monte Carlo draws per step [{d.BatchSize}]

@@ -29,8 +29,9 @@ internal static class CliRunner
         }
         var trainerOptions = o.ToTrainerOptions();
 
-        var q = FlowFactory.Create(o.Flow, target.Dimension, o.Layers, o.Seed);
-        string flowTitle = o.Flow is "planar" or "radial" ? $"{o.Flow} K={o.Layers}" : o.Flow;
+        var q = FlowFactory.Create(o.Flow, target.Dimension, o.Layers, o.Seed, o.FlowSettings);
+        string flowTitle = (o.Flow is "planar" or "radial" ? $"{o.Flow} K={o.Layers}" : o.Flow)
+            + (o.FlowSettings.Count > 0 ? $" ({string.Join(", ", o.FlowSettings.Select(kv => $"{kv.Key}={kv.Value}"))})" : "");
         string I(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 
         output.WriteLine(I($"Target   {target.Name}{Describe(target)}"));

@@ -71,12 +71,23 @@ public sealed class CliOptionsTests
     }
 
     [TestMethod]
+    public void FlowSettings_AreParsedAndReachTheFlow()
+    {
+        var o = CliOptions.Parse(["--flow-settings", "hidden=16, bins=4", "--flow", "nsf-coupling", "--layers", "2"]);
+        Assert.AreEqual("16", o.FlowSettings["hidden"]);
+        Assert.AreEqual("4", o.FlowSettings["BINS"]);
+        var q = FlowFactory.Create(o.Flow, 2, o.Layers, o.Seed, o.FlowSettings);
+        Assert.AreEqual("4", q.Spec!.Settings!["bins"]);
+        Assert.AreEqual(0, CliOptions.Parse([]).FlowSettings.Count);
+    }
+
+    [TestMethod]
     public void Help_ListsEveryOptionWithItsDefault()
     {
         Assert.IsTrue(CliOptions.Parse(["--help"]).ShowHelp);
         Assert.IsTrue(CliOptions.Parse(["-h"]).ShowHelp);
         var help = CliOptions.HelpText();
-        foreach (var option in new[] { "--target", "--flow", "--layers", "--iterations", "--batch", "--lr ", "--optimizer", "--lr-decay",
+        foreach (var option in new[] { "--target", "--flow", "--flow-settings", "--layers", "--iterations", "--batch", "--lr ", "--optimizer", "--lr-decay",
                      "--seed", "--precision", "--device", "--threads", "--output", "--frames-every", "--preset", "--help" })
             StringAssert.Contains(help, option);
         foreach (var defaultValue in new[] { "[ring]", "[planar]", "[32]", "[20000]", "[128]", "[0.0006]", "[adam]", "[./flows-output]", "image:PATH.png" })
@@ -106,6 +117,11 @@ public sealed class CliOptionsTests
     [DataRow(new[] { "--target", "image:" }, "Target image: needs a PNG path")]
     [DataRow(new[] { "--target", "image:/no/such/file.png" }, "Target image file '/no/such/file.png' does not exist")]
     [DataRow(new[] { "--flow", "glow" }, "Unknown flow 'glow'. Known flows: planar,")]
+    [DataRow(new[] { "--flow", "nsf-coupling", "--flow-settings", "hidden" }, "Option --flow-settings expects key=value pairs separated by commas")]
+    [DataRow(new[] { "--flow", "nsf-coupling", "--flow-settings", "bins=8,bins=9" }, "Option --flow-settings names 'bins' more than once")]
+    [DataRow(new[] { "--flow", "nsf-coupling", "--flow-settings", "colour=red" }, "Option --flow-settings does not suit flow 'nsf-coupling': Unknown flow setting 'colour'")]
+    [DataRow(new[] { "--flow", "nsf-coupling", "--flow-settings", "bins=many" }, "Option --flow-settings does not suit flow 'nsf-coupling':")]
+    [DataRow(new[] { "--flow-settings", "hidden=32" }, "Option --flow-settings does not suit flow 'planar':")]
     [DataRow(new[] { "--optimizer", "sgd" }, "Option --optimizer must be one of adam, rmsprop; got 'sgd'")]
     [DataRow(new[] { "--precision", "float16" }, "Option --precision must be one of float32, float64; got 'float16'")]
     [DataRow(new[] { "--device", "tpu" }, "Option --device must be one of cpu, cuda, cuda:N, auto; got 'tpu'")]

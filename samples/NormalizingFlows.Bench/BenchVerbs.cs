@@ -24,9 +24,11 @@ internal static partial class BenchVerbs
         RegisterSeed();
         RegisterReliable();
         RegisterMLNet();
+        RegisterQuality();
     }
 
     static partial void RegisterSeed();
     static partial void RegisterReliable();
     static partial void RegisterMLNet();
+    static partial void RegisterQuality();
 }

@@ -198,6 +198,16 @@ internal static partial class BenchVerbs
         return new QualityFitResult(q, fit, fit.Status == FitStatus.Cancelled);
     }
 
+    /// <summary>Prints each selected recipe, then yields it with its fit.</summary>
+    private static IEnumerable<(QualityRecipe Recipe, QualityFitResult Fit)> FitEach(Target target, IEnumerable<QualityRecipe> recipes, QualityArgs a)
+    {
+        foreach (var r in a.Select(recipes))
+        {
+            Console.WriteLine($"  {r.Label}: {r}");
+            yield return (r, TrainWithinBudget(target, r, a));
+        }
+    }
+
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 
     // ---------------------------------------------------------------- 2-D gallery: exact KL by quadrature log Z
@@ -210,7 +220,6 @@ internal static partial class BenchVerbs
         new("realnvp", "realnvp", 8, 6_000, 256, 1e-3, "hidden=64"),
         new("iaf", "iaf", 6, 5_000, 256, 1e-3, "hidden=64"),
         new("nsf", "nsf-coupling", 6, 4_000, 256, 1e-3, "hidden=64,bins=8,bound=6"),
-        new("nsf-annealed", "nsf-coupling", 6, 4_000, 256, 1e-3, "hidden=64,bins=8,bound=6", Anneal: 0.3),
     };
 
     private static int RunQuality2D(QualityArgs a)
@@ -248,14 +257,19 @@ internal static partial class BenchVerbs
 
     // ---------------------------------------------------------------- Neal's funnel: the spread of v
 
-    private static IEnumerable<QualityRecipe> RecipesFunnel() => new QualityRecipe[]
+    /// <summary>The classic VI families, for contrast in every part beyond 2-D (cheap: ~1 ms per step).</summary>
+    private static readonly QualityRecipe[] GaussianRecipes =
     {
         new("mean-field", "mean-field", 1, 10_000, 256, 1e-2),
         new("full-rank", "full-rank", 1, 10_000, 256, 5e-3),
+    };
+
+    private static IEnumerable<QualityRecipe> RecipesFunnel() => GaussianRecipes.Concat(new QualityRecipe[]
+    {
         new("iaf", "iaf", 6, 8_000, 256, 1e-3, "hidden=64"),
         new("nsf-ar", "nsf-autoregressive", 2, 3_500, 256, 1e-3, "hidden=64,bins=8,bound=8"),
         new("realnvp", "realnvp", 6, 4_500, 256, 1e-3, "hidden=64,mask=random"),
-    };
+    });
 
     private static int RunQualityFunnel(QualityArgs a)
     {
@@ -264,10 +278,8 @@ internal static partial class BenchVerbs
         Console.WriteLine();
         Console.WriteLine(Invariant($"## Funnel (d = {target.Dimension}): v ~ N(0, 3²); truth sd(v) = 3, q05/q95 = ∓{q95:F3}; exact KL (log Z = 0); {a.PosteriorDraws:N0} draws"));
         var table = new List<string[]>();
-        foreach (var r in a.Select(RecipesFunnel()))
+        foreach (var (r, fit) in FitEach(target, RecipesFunnel(), a))
         {
-            Console.WriteLine($"  {r.Label}: {r}");
-            var fit = TrainWithinBudget(target, r, a);
             var sample = ImportanceSample.Draw(fit.Q, target, a.PosteriorDraws, a.Seed + 1);
             var raw = Moments(sample, 0, null);
             var psis = sample.Psis;
@@ -286,14 +298,12 @@ internal static partial class BenchVerbs
 
     // ---------------------------------------------------------------- 50-D Gaussian, dense covariance, condition number 100
 
-    private static IEnumerable<QualityRecipe> RecipesGauss50() => new QualityRecipe[]
+    private static IEnumerable<QualityRecipe> RecipesGauss50() => GaussianRecipes.Concat(new QualityRecipe[]
     {
-        new("mean-field", "mean-field", 1, 10_000, 256, 1e-2),
-        new("full-rank", "full-rank", 1, 10_000, 256, 5e-3),
         new("realnvp", "realnvp", 6, 3_000, 256, 1e-3, "hidden=128,mask=random"),
         new("iaf", "iaf", 4, 5_000, 256, 1e-3, "hidden=128"),
         new("nsf", "nsf-coupling", 4, 2_500, 256, 1e-3, "hidden=128,mask=random,bound=6"),
-    };
+    });
 
     private static int RunQualityGauss50(QualityArgs a)
     {
@@ -301,10 +311,8 @@ internal static partial class BenchVerbs
         Console.WriteLine();
         Console.WriteLine(Invariant($"## Gaussian d = 50, dense covariance, condition number {target.ConditionNumber:g} (seed 0): exact KL ({a.EvalDraws:N0} draws)"));
         var table = new List<string[]>();
-        foreach (var r in a.Select(RecipesGauss50()))
+        foreach (var (r, fit) in FitEach(target, RecipesGauss50(), a))
         {
-            Console.WriteLine($"  {r.Label}: {r}");
-            var fit = TrainWithinBudget(target, r, a);
             var estimate = Evaluation.EstimateElbo(fit.Q, target, a.EvalDraws);
             table.Add(new[] { r.Label, Invariant($"{estimate.Kl!.Value:F4} ± {estimate.StandardError:F4}"), Invariant($"{fit.Fit.Iterations}"), fit.Time });
         }
@@ -317,14 +325,12 @@ internal static partial class BenchVerbs
 
     private const string EightSchoolsReference = "shared/data/posteriordb/eight_schools_noncentered.json";
 
-    private static IEnumerable<QualityRecipe> RecipesEightSchools() => new QualityRecipe[]
+    private static IEnumerable<QualityRecipe> RecipesEightSchools() => GaussianRecipes.Concat(new QualityRecipe[]
     {
-        new("mean-field", "mean-field", 1, 10_000, 256, 1e-2),
-        new("full-rank", "full-rank", 1, 10_000, 256, 5e-3),
         new("realnvp", "realnvp", 6, 3_500, 256, 1e-3, "hidden=64,mask=random"),
         new("nsf", "nsf-coupling", 3, 2_000, 256, 1e-3, "hidden=64,mask=random,bound=8"),
         new("iaf", "iaf", 6, 5_000, 256, 1e-3, "hidden=64"),
-    };
+    });
 
     private static int RunQualityEightSchools(QualityArgs a)
     {
@@ -344,17 +350,15 @@ internal static partial class BenchVerbs
         Console.WriteLine("   pass: every |mean − ref| ≤ 0.1 ref sd and every |sd/ref sd − 1| ≤ 10% (raw q draws; PSIS-reweighted shown alongside)");
         var table = new List<string[]>();
         bool allPass = true;
-        foreach (var r in a.Select(RecipesEightSchools()))
+        foreach (var (r, fit) in FitEach(target, RecipesEightSchools(), a))
         {
-            Console.WriteLine($"  {r.Label}: {r}");
-            var fit = TrainWithinBudget(target, r, a);
             var sample = ImportanceSample.Draw(fit.Q, target, a.PosteriorDraws, a.Seed + 1);
             var psis = sample.Psis;
             var rawScore = Score(sample, null);
             var psisScore = Score(sample, psis.Weights);
             Console.WriteLine("    parameter        mean err (ref sd)   sd err    [PSIS: mean err, sd err]");
             for (int j = 0; j < names.Count; j++)
-                Console.WriteLine(Invariant($"    {names[j],-16} {rawScore.MeanErrors[j],10:+0.000;-0.000} {rawScore.SdErrors[j],12:+0.0%;-0.0%}    [{psisScore.MeanErrors[j]:+0.000;-0.000}, {psisScore.SdErrors[j]:+0.0%;-0.0%}]"));
+                Console.WriteLine($"    {names[j],-16} {Signed(rawScore.MeanErrors[j], "0.000"),10} {Signed(rawScore.SdErrors[j], "0.0%"),12}    [{Signed(psisScore.MeanErrors[j], "0.000")}, {Signed(psisScore.SdErrors[j], "0.0%")}]");
             bool pass = rawScore.Pass && fit.WithinBudget(a);
             allPass &= pass;
             table.Add(new[]
@@ -380,8 +384,8 @@ internal static partial class BenchVerbs
             }
             int worstMean = ArgMaxAbs(meanErrors), worstSd = ArgMaxAbs(sdErrors);
             bool pass = meanErrors.All(e => Math.Abs(e) <= 0.1) && sdErrors.All(e => Math.Abs(e) <= 0.1);
-            return (meanErrors, sdErrors, Invariant($"{meanErrors[worstMean]:+0.000;-0.000} {names[worstMean]}"),
-                Invariant($"{sdErrors[worstSd]:+0.0%;-0.0%} {names[worstSd]}"), pass);
+            return (meanErrors, sdErrors, $"{Signed(meanErrors[worstMean], "0.000")} {names[worstMean]}",
+                $"{Signed(sdErrors[worstSd], "0.0%")} {names[worstSd]}", pass);
         }
     }
 
@@ -426,6 +430,13 @@ internal static partial class BenchVerbs
             return sample[order[^1], j];
         }
         return new Marginal(mean, Math.Sqrt(second), Quantile(0.05), Quantile(0.95));
+    }
+
+    /// <summary>The value with an explicit sign, "+" when it rounds to zero (a plain "+0.0;-0.0" format prints "-+0.0%" for −0.0004).</summary>
+    private static string Signed(double value, string format)
+    {
+        string magnitude = Math.Abs(value).ToString(format, CultureInfo.InvariantCulture);
+        return (value < 0 && magnitude.Any(c => c is >= '1' and <= '9') ? "-" : "+") + magnitude;
     }
 
     private static double Mean(IReadOnlyList<double> values) => values.Where(double.IsFinite).Average();

@@ -100,16 +100,4 @@ internal static partial class BenchVerbs
         Console.WriteLine($"anchor: {output.Trim()} kl={kl:F4} (20,000 draws)");
         return double.Parse(seconds.Groups[1].Value, CultureInfo.InvariantCulture);
     }
-
-    /// <summary>The first existing path RELATIVE above the current folder or the bench's own folder.</summary>
-    internal static string? FindUpward(string relative)
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, relative);
-                if (File.Exists(candidate)) return candidate;
-            }
-        return null;
-    }
 }

@@ -204,9 +204,18 @@ internal sealed record CliOptions
             return value;
         }
         var known = TargetGallery.Names.Where(n => !n.StartsWith("image:", StringComparison.Ordinal));
-        var match = known.FirstOrDefault(n => string.Equals(n, value, StringComparison.OrdinalIgnoreCase));
-        return match ?? throw new CliUsageException($"Unknown target '{value}'. Known targets: {string.Join(", ", TargetGallery.Names)}.");
+        var match = known.FirstOrDefault(n => string.Equals(n, value, StringComparison.OrdinalIgnoreCase))
+            ?? throw new CliUsageException($"Unknown target '{value}'. Known targets: {string.Join(", ", PlottableTargets)}.");
+        int dimension = TargetGallery.Create(match).Dimension;
+        if (dimension != 2)
+            throw new CliUsageException($"Target '{match}' is {dimension}-D; the CLI fits and draws 2-D targets only. " +
+                                        $"Fit it from C# (TargetGallery.Create(\"{match}\")) or see the bench verb 'quality' (docs/quality.md).");
+        return match;
     }
+
+    /// <summary>The gallery's 2-D targets (and image:PATH.png), the ones the CLI can draw.</summary>
+    private static IEnumerable<string> PlottableTargets =>
+        TargetGallery.Names.Where(n => n.StartsWith("image:", StringComparison.Ordinal) || TargetGallery.Create(n).Dimension == 2);
 
     /// <summary>The --help text: every option with its default (the seed preset's values).</summary>
     public static string HelpText()
@@ -221,7 +230,7 @@ internal sealed record CliOptions
             Usage: dotnet run --project samples/NormalizingFlows.Cli -c Release -- [options]
 
             Options (default in brackets):
-              --target NAME        target density [{d.Target}]; one of {string.Join(", ", TargetGallery.Names)}
+              --target NAME        target density [{d.Target}]; one of {string.Join(", ", PlottableTargets)}
               --flow NAME          flow family [{d.Flow}]; one of {string.Join(", ", FlowFactory.Names)}
               --flow-settings S    preset settings, e.g. hidden=128,bins=16,base=student-t (see docs/flows.md) [none]
               --layers K           flow layers, K >= 1 [{d.Layers}]

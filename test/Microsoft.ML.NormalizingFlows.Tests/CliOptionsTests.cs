@@ -114,6 +114,7 @@ public sealed class CliOptionsTests
     [DataRow(new[] { "--lr-decay", "0" }, "Option --lr-decay must lie in (0, 1]")]
     [DataRow(new[] { "--seed", "x" }, "Option --seed expects an integer; got 'x'")]
     [DataRow(new[] { "--target", "donut" }, "Unknown target 'donut'. Known targets: u1,")]
+    [DataRow(new[] { "--target", "funnel" }, "Target 'funnel' is 10-D; the CLI fits and draws 2-D targets only.")]
     [DataRow(new[] { "--target", "image:" }, "Target image: needs a PNG path")]
     [DataRow(new[] { "--target", "image:/no/such/file.png" }, "Target image file '/no/such/file.png' does not exist")]
     [DataRow(new[] { "--flow", "glow" }, "Unknown flow 'glow'. Known flows: planar,")]

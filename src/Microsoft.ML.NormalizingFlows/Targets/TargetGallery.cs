@@ -1,8 +1,10 @@
 namespace Microsoft.ML.NormalizingFlows.Targets;
 
 /// <summary>
-/// The built-in 2-D targets, by name. Each reports its exact log Z (quadrature), so any fit on them can
-/// report the exact KL(q‖p). Formulas: shared design notes and Rezende &amp; Mohamed (2015).
+/// The built-in targets, by name. The 2-D ones report their exact log Z (quadrature), so any fit on them can
+/// report the exact KL(q‖p); formulas: shared design notes and Rezende &amp; Mohamed (2015). Beyond 2-D:
+/// "funnel" (Neal's, 10-D, log Z = 0), "correlated-gaussian" (50-D, condition number 100, seed 0, exact log Z)
+/// and "eight-schools" (the non-centred posterior, 10-D, log Z unknown).
 /// </summary>
 public static class TargetGallery
 {
@@ -21,6 +23,9 @@ public static class TargetGallery
         ["u4-proper"] = () => new EnergyTarget("u4-proper", z => Energies.U4(z) + Energies.Wall(z), ProperWalls, true, "U4 with a soft wall ½((|z1|−4)/0.2)² beyond |z1| = 4 (proper)."),
         ["ring"] = () => new EnergyTarget("ring", Energies.Ring, Square8, true, "The seed's ring: radius 4, lobes at z1 = ±2 (proper; seed 002's p_z is the same density)."),
         ["two-moons"] = () => new EnergyTarget("two-moons", TwoMoons.Energy, Square8, true, "Two interleaved half circles of radius 2 blurred by N(0, 0.2²) across the arcs (proper)."),
+        ["funnel"] = () => new FunnelTarget(),
+        ["correlated-gaussian"] = () => new CorrelatedGaussianTarget(),
+        ["eight-schools"] = () => new EightSchoolsTarget(),
     };
 
     /// <summary>The names <see cref="Create"/> accepts (plus "image:PATH.png").</summary>

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Microsoft.ML.NormalizingFlows.Training;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
 using NormalizingFlows.Cli;
 

@@ -1,7 +1,3 @@
-using Microsoft.ML.NormalizingFlows.Targets;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Microsoft.ML.NormalizingFlows.Tests;
 
 [TestClass]

@@ -1,7 +1,4 @@
-using Microsoft.ML.NormalizingFlows.Transforms;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Microsoft.ML.NormalizingFlows.Tests;
 

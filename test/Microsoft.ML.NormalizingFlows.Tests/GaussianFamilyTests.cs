@@ -1,9 +1,3 @@
-using Microsoft.ML.NormalizingFlows.Distributions;
-using Microsoft.ML.NormalizingFlows.Targets;
-using Microsoft.ML.NormalizingFlows.Training;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Microsoft.ML.NormalizingFlows.Tests;
 
 [TestClass]

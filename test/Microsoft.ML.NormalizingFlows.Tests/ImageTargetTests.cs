@@ -1,8 +1,4 @@
-using Microsoft.ML.NormalizingFlows.Targets;
-using Microsoft.ML.NormalizingFlows.Training;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Microsoft.ML.NormalizingFlows.Tests;
 

@@ -3,10 +3,7 @@ using System.IO.Compression;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.NormalizingFlows.MLNet;
-using Microsoft.ML.NormalizingFlows.Targets;
-using Microsoft.ML.NormalizingFlows.Training;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
 
 namespace Microsoft.ML.NormalizingFlows.Tests;
 

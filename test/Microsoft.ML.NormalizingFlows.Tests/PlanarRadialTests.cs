@@ -1,8 +1,3 @@
-using Microsoft.ML.NormalizingFlows.Transforms;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Microsoft.ML.NormalizingFlows.Tests.FlowTestHelpers;
-
 namespace Microsoft.ML.NormalizingFlows.Tests;
 
 [TestClass]

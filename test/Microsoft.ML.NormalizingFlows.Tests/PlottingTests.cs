@@ -1,9 +1,5 @@
 using Microsoft.ML.NormalizingFlows.Plotting;
-using Microsoft.ML.NormalizingFlows.Targets;
-using Microsoft.ML.NormalizingFlows.Training;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Microsoft.ML.NormalizingFlows.Tests;
 

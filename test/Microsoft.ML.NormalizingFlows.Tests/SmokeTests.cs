@@ -1,6 +1,4 @@
-using Microsoft.ML.NormalizingFlows.Targets;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
 
 namespace Microsoft.ML.NormalizingFlows.Tests;
 

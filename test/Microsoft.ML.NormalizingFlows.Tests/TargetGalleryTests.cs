@@ -1,6 +1,3 @@
-using Microsoft.ML.NormalizingFlows.Targets;
-using TorchSharp;
-
 namespace Microsoft.ML.NormalizingFlows.Tests;
 
 [TestClass]

@@ -1,7 +1,3 @@
-using Microsoft.ML.NormalizingFlows.Targets;
-using Microsoft.ML.NormalizingFlows.Training;
-using TorchSharp;
-
 namespace Microsoft.ML.NormalizingFlows.Tests;
 
 [TestClass]

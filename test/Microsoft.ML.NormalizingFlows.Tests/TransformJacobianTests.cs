@@ -1,8 +1,4 @@
-using Microsoft.ML.NormalizingFlows.Transforms;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Microsoft.ML.NormalizingFlows.Tests.FlowTestHelpers;
 
 namespace Microsoft.ML.NormalizingFlows.Tests;
 

@@ -1,7 +1,4 @@
 using Microsoft.ML.NormalizingFlows.Diagnostics;
-using Microsoft.ML.NormalizingFlows.Distributions;
-using Microsoft.ML.NormalizingFlows.Targets;
-using Microsoft.ML.NormalizingFlows.Training;
 using Microsoft.ML.NormalizingFlows.Tests.Training;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
 

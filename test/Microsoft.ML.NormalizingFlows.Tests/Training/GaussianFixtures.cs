@@ -1,8 +1,3 @@
-using Microsoft.ML.NormalizingFlows.Distributions;
-using Microsoft.ML.NormalizingFlows.Targets;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Microsoft.ML.NormalizingFlows.Tests.Training;
 
 /// <summary>Gaussian targets with exact answers, and helpers to set a Gaussian family's parameters.</summary>

@@ -1,10 +1,4 @@
-using Microsoft.ML.NormalizingFlows.Distributions;
-using Microsoft.ML.NormalizingFlows.Targets;
-using Microsoft.ML.NormalizingFlows.Training;
-using Microsoft.ML.NormalizingFlows.Transforms;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Microsoft.ML.NormalizingFlows.Tests.Training;
 

@@ -1,9 +1,5 @@
 using Microsoft.ML.NormalizingFlows.Diagnostics;
-using Microsoft.ML.NormalizingFlows.Distributions;
-using Microsoft.ML.NormalizingFlows.Targets;
-using Microsoft.ML.NormalizingFlows.Training;
 using Microsoft.VisualStudio.TestTools.UnitTesting;
-using TorchSharp;
 
 namespace Microsoft.ML.NormalizingFlows.Tests.Training;
 

@@ -35,12 +35,14 @@ internal static partial class BenchVerbs
     private static void RegisterAll()
     {
         RegisterSeed();
+        RegisterSeedPort();
         RegisterReliable();
         RegisterMLNet();
         RegisterQuality();
     }
 
     static partial void RegisterSeed();
+    static partial void RegisterSeedPort();
     static partial void RegisterReliable();
     static partial void RegisterMLNet();
     static partial void RegisterQuality();

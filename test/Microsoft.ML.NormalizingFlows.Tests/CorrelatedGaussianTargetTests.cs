@@ -70,4 +70,23 @@ public sealed class CorrelatedGaussianTargetTests
         Assert.AreEqual("conditionNumber", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new CorrelatedGaussianTarget(5, double.NaN)).ParamName);
         Assert.AreEqual("conditionNumber", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new CorrelatedGaussianTarget(5, double.PositiveInfinity)).ParamName);
     }
+
+    [TestMethod]
+    public void LogDensityFollowsThePointsPrecisionWhicheverCameFirst()
+    {
+        // The target keeps its mean and precision converted to the last dtype it saw; switching back and forth
+        // must give each precision's own value, never a stale or mixed-dtype one.
+        var target = new CorrelatedGaussianTarget(8, 10, seed: 4);
+        var z64 = torch.randn(5, 8, dtype: ScalarType.Float64, generator: new Generator(1));
+        var first = target.Evaluate(z64).clone();
+        var inFloat32 = target.Evaluate(z64.to(ScalarType.Float32));
+        var again = target.Evaluate(z64);
+        Assert.AreEqual(ScalarType.Float32, inFloat32.dtype);
+        Assert.AreEqual(ScalarType.Float64, again.dtype);
+        Assert.AreEqual(0.0, (first - again).abs().max().item<double>());
+        Assert.AreEqual(0.0, (first - inFloat32.to(ScalarType.Float64)).abs().max().item<double>(), 1e-4);
+        var centered = z64 - torch.tensor(target.Mean.ToArray(), dtype: ScalarType.Float64);
+        var expected = -0.5 * (centered.matmul(torch.linalg.inv(CovarianceTensor(target))) * centered).sum(1);
+        Assert.AreEqual(0.0, (first - expected).abs().max().item<double>(), 1e-9);
+    }
 }

@@ -14,7 +14,8 @@ public sealed class CorrelatedGaussianTarget : Target
 {
     private readonly double[] mean;
     private readonly double[] covariance;   // row-major d × d
-    private readonly double[] precision;    // row-major d × d
+    private readonly TargetConstant meanConstant;
+    private readonly TargetConstant precision;  // Σ⁻¹, d × d
     private readonly double logZ;
 
     /// <param name="dimension">d ≥ 2.</param>
@@ -39,8 +40,9 @@ public sealed class CorrelatedGaussianTarget : Target
         Eigenvalues = eigenvalues.data<double>().ToArray();
         mean = torch.randn(new long[] { dimension }, dtype: ScalarType.Float64, generator: generator).data<double>().ToArray();
         covariance = (q * eigenvalues.unsqueeze(0)).matmul(q.t()).data<double>().ToArray();
-        precision = (q / eigenvalues.unsqueeze(0)).matmul(q.t()).data<double>().ToArray();
-        logZ = dimension * 0.5 * Math.Log(2 * Math.PI) + 0.5 * Eigenvalues.Sum(Math.Log);
+        precision = new TargetConstant((q / eigenvalues.unsqueeze(0)).matmul(q.t()).data<double>().ToArray(), dimension, dimension);
+        meanConstant = new TargetConstant(mean);
+        logZ = dimension * HalfLogTwoPi + 0.5 * Eigenvalues.Sum(Math.Log);
     }
 
     /// <summary>κ: largest over smallest eigenvalue of Σ.</summary>
@@ -68,10 +70,8 @@ public sealed class CorrelatedGaussianTarget : Target
 
     public override Tensor LogDensity(Tensor z)
     {
-        var m = torch.tensor(mean, dtype: z.dtype, device: z.device);
-        var p = torch.tensor(precision, dtype: z.dtype, device: z.device).reshape(Dimension, Dimension);
-        var centered = z - m;
-        return -0.5 * (centered.matmul(p) * centered).sum(1);
+        var centered = z - meanConstant.Like(z);
+        return -0.5 * (centered.matmul(precision.Like(z)) * centered).sum(1);
     }
 
     private static int CheckDimension(int dimension) => dimension >= 2

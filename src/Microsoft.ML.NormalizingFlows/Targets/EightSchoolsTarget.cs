@@ -14,9 +14,9 @@ namespace Microsoft.ML.NormalizingFlows.Targets;
 /// </summary>
 public sealed class EightSchoolsTarget : Target
 {
-    private static readonly double HalfLogTwoPi = 0.5 * Math.Log(2 * Math.PI);
     private static readonly double[] Effects = { 28, 8, -3, 7, -1, 1, 18, 12 };
     private static readonly double[] StandardErrors = { 15, 10, 16, 11, 9, 11, 10, 18 };
+    private readonly TargetConstant effects = new(Effects), standardErrors = new(StandardErrors);
 
     /// <summary>Prior sd of μ and scale of τ's half-Cauchy prior.</summary>
     private const double MuScale = 5, TauScale = 5;
@@ -42,8 +42,8 @@ public sealed class EightSchoolsTarget : Target
         var mu = z[.., Schools];
         var logTau = z[.., Schools + 1];
         var tau = logTau.exp();
-        var y = torch.tensor(Effects, dtype: z.dtype, device: z.device);
-        var sigma = torch.tensor(StandardErrors, dtype: z.dtype, device: z.device);
+        var y = effects.Like(z);
+        var sigma = standardErrors.Like(z);
         var theta = mu.unsqueeze(1) + tau.unsqueeze(1) * thetaTrans;
         double constants = -(2 * Schools + 1) * HalfLogTwoPi - StandardErrors.Sum(Math.Log) - Math.Log(MuScale) - Math.Log(Math.PI * TauScale);
         return -0.5 * thetaTrans.square().sum(1)

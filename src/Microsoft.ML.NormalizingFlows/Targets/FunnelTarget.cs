@@ -10,8 +10,6 @@ namespace Microsoft.ML.NormalizingFlows.Targets;
 /// </summary>
 public sealed class FunnelTarget : Target
 {
-    private static readonly double HalfLogTwoPi = 0.5 * Math.Log(2 * Math.PI);
-
     /// <param name="dimension">d ≥ 2: one funnel coordinate v and d − 1 coordinates x (Neal's example has d = 10).</param>
     /// <param name="scale">s &gt; 0: the standard deviation of v (Neal's example has 3).</param>
     /// <exception cref="ArgumentOutOfRangeException">d &lt; 2, or s not positive and finite.</exception>

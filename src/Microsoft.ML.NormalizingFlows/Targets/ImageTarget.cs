@@ -12,12 +12,11 @@ namespace Microsoft.ML.NormalizingFlows.Targets;
 public sealed class ImageTarget : Target
 {
     public const double WallWidth = 0.1;
-    private readonly float[] intensity;     // row-major [height, width], row 0 = top of the picture
     private readonly int width, height;
     private readonly Box box;
     private readonly double floor;
     private readonly Lazy<double> logZ;
-    private Tensor? cached;
+    private readonly TargetConstant table;  // darkness per pixel, row-major [height · width], row 0 = top of the picture
 
     /// <param name="luminance">[height, width] values in [0, 1] (0 = black).</param>
     /// <param name="box">Where the picture lies in z-space; null: the longer side spans [−4, 4], aspect kept.</param>
@@ -33,7 +32,8 @@ public sealed class ImageTarget : Target
         if (width < 2 || height < 2) throw new ArgumentException($"The image must be at least 2×2 pixels; got {width}×{height}.", nameof(luminance));
         if (!(floor > 0) || double.IsInfinity(floor)) throw new ArgumentOutOfRangeException(nameof(floor), floor, "floor must be positive and finite so that log p̃ is finite.");
         this.floor = floor;
-        intensity = new float[width * height];
+        // float32 pixel values (as read), held in float64 for the table.
+        var intensity = new double[width * height];
         double total = 0;
         for (int r = 0; r < height; r++)
             for (int c = 0; c < width; c++)
@@ -45,6 +45,7 @@ public sealed class ImageTarget : Target
                 total += v;
             }
         if (total <= 0) throw new ArgumentException(darkIsDense ? "The image has no dark pixels: nothing to put density on." : "The image has no bright pixels: nothing to put density on.", nameof(luminance));
+        table = new TargetConstant(intensity);
         double longer = Math.Max(width, height);
         this.box = box ?? new Box(-4 * width / longer, 4 * width / longer, -4 * height / longer, 4 * height / longer);
         if (!(this.box.Width > 0) || !(this.box.Height > 0)) throw new ArgumentException($"The box must have positive width and height; got {this.box}.", nameof(box));
@@ -71,7 +72,7 @@ public sealed class ImageTarget : Target
 
     public override Tensor LogDensity(Tensor z)
     {
-        var table = Table(z.dtype, z.device);
+        var table = this.table.Like(z);
         var x = z[.., 0];
         var y = z[.., 1];
         // Continuous pixel coordinates with pixel centers at integers; row 0 is the top (largest y).
@@ -90,16 +91,5 @@ public sealed class ImageTarget : Target
         var outsideY = (box.MinY - y).relu() + (y - box.MaxY).relu();
         var wall = 0.5 * (outsideX.square() + outsideY.square()) / (WallWidth * WallWidth);
         return density.log() - wall;
-    }
-
-    private Tensor Table(ScalarType dtype, Device device)
-    {
-        var t = cached;
-        if (t is null || t.dtype != dtype || t.device.type != device.type || t.device.index != device.index)
-        {
-            t = torch.tensor(intensity, dtype: ScalarType.Float32).to(dtype, device).DetachFromDisposeScope();
-            cached = t;
-        }
-        return t;
     }
 }

@@ -20,6 +20,9 @@ public abstract class Target
     public string Name { get; }
     public int Dimension { get; }
 
+    /// <summary>½ log 2π, the per-coordinate constant of a normal log density.</summary>
+    protected static readonly double HalfLogTwoPi = 0.5 * Math.Log(2 * Math.PI);
+
     /// <summary>log p̃(z) for z [B, d] → [B]. Must be differentiable with torch operations.</summary>
     public abstract Tensor LogDensity(Tensor z);
 

@@ -206,11 +206,17 @@ internal sealed record CliOptions
         var known = TargetGallery.Names.Where(n => !n.StartsWith("image:", StringComparison.Ordinal));
         var match = known.FirstOrDefault(n => string.Equals(n, value, StringComparison.OrdinalIgnoreCase))
             ?? throw new CliUsageException($"Unknown target '{value}'. Known targets: {string.Join(", ", PlottableTargets)}.");
-        int dimension = TargetGallery.Create(match).Dimension;
-        if (dimension != 2)
-            throw new CliUsageException($"Target '{match}' is {dimension}-D; the CLI fits and draws 2-D targets only. " +
-                                        $"Fit it from C# (TargetGallery.Create(\"{match}\")) or see the bench verb 'quality' (docs/quality.md).");
+        RequireTwoDimensional(TargetGallery.Create(match), match);
         return match;
+    }
+
+    /// <summary>The CLI fits and draws 2-D targets only: checked when the option is parsed and again by the runner,
+    /// which may be handed options built in code.</summary>
+    internal static void RequireTwoDimensional(Target target, string name)
+    {
+        if (target.Dimension != 2)
+            throw new CliUsageException($"Target '{name}' is {target.Dimension}-D; the CLI fits and draws 2-D targets only. " +
+                                        $"Fit it from C# (TargetGallery.Create(\"{name}\")) or see the bench verb 'quality' (docs/quality.md).");
     }
 
     /// <summary>The gallery's 2-D targets (and image:PATH.png), the ones the CLI can draw.</summary>

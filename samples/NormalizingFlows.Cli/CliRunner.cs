@@ -14,7 +14,7 @@ internal static class CliRunner
     public static int Run(CliOptions o, TextWriter output, CancellationToken cancellationToken = default)
     {
         var target = CreateTarget(o.Target);
-        if (target.Dimension != 2) throw new CliUsageException($"Target '{target.Name}' has dimension {target.Dimension}; the CLI draws 2-D targets only.");
+        CliOptions.RequireTwoDimensional(target, o.Target);
         // Checked before anything is written, so a bad device leaves no empty output folder behind.
         try { DeviceSelector.Resolve(o.Device); }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException)

@@ -28,7 +28,13 @@ internal static partial class BenchVerbs
             foreach (var (name, (help, _)) in Verbs.OrderBy(v => v.Key)) Console.WriteLine($"  {name,-20} {help}");
             return args.Length == 0 || args[0] is "-h" or "--help" ? 0 : 2;
         }
-        return verb.Run(args[1..]);
+        try { return verb.Run(args[1..]); }
+        catch (Exception e) when (e is FormatException or OverflowException)
+        {
+            // Every verb parses its numbers with int/long/double.Parse: a bad one is a usage error, not a crash.
+            Console.Error.WriteLine($"error: bench {args[0]}: an argument is not a valid number ({e.Message}). Run with --help for the arguments.");
+            return 2;
+        }
     }
 
     /// <summary>Each verb file adds one line here via a partial method.</summary>

@@ -153,7 +153,7 @@ internal static partial class BenchVerbs
     {
         QualityArgs a;
         try { a = QualityArgs.Parse(args); }
-        catch (Exception e) when (e is ArgumentException or FormatException)
+        catch (ArgumentException e)
         {
             Console.Error.WriteLine(e.Message);
             return 2;

@@ -93,14 +93,18 @@ public sealed class CouplingTransformTests
     [TestMethod]
     public void ConditionerWidthAndDepthAreConfigurable()
     {
-        // in→w, then 2 layers w→w per residual block, then w→d·P (weights and biases).
+        // kept→w, then 2 layers w→w per residual block, then w→transformed·P (weights and biases): the
+        // conditioner neither reads the transformed coordinates nor emits parameters for the kept ones.
+        bool[] mask = { true, false, false, true, false };
+        const int kept = 2, transformed = 3;
         foreach (var (width, blocks) in new[] { (7, 0), (7, 3), (20, 2) })
-        {
-            int d = 4, p = 2;
-            long expected = (d * width + width) + 2L * blocks * (width * width + width) + (width * d * p + d * p);
-            var t = new CouplingTransform(d, CouplingMasks.Halves(d, false), new AffineMap(), width, blocks);
-            Assert.AreEqual(expected, t.parameters().Sum(x => x.numel()), $"width {width}, blocks {blocks}");
-        }
+            foreach (ElementwiseMap map in new ElementwiseMap[] { new AffineMap(), new RationalQuadraticSplineMap(4, 3.0) })
+            {
+                int p = map.ParametersPerDimension;
+                long expected = (kept * width + width) + 2L * blocks * (width * width + width) + (width * transformed * p + transformed * p);
+                var t = new CouplingTransform(mask.Length, mask, map, width, blocks);
+                Assert.AreEqual(expected, t.parameters().Sum(x => x.numel()), $"width {width}, blocks {blocks}, {map.GetType().Name}");
+            }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new CouplingTransform(2, new[] { true, false }, new AffineMap(), hiddenWidth: 0));
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new CouplingTransform(2, new[] { true, false }, new AffineMap(), residualBlocks: -1));
     }

@@ -137,8 +137,8 @@ public sealed class FlowPresetTests
         var masks = realnvp.Take(3).Cast<CouplingTransform>().Select(c => string.Concat(c.Mask.Select(m => m ? 'K' : 'T'))).ToArray();
         CollectionAssert.AreEqual(new[] { "KKTT", "TTKK", "KKTT" }, masks, "alternating halves");
         Assert.AreEqual(3.0, ((AffineMap)((CouplingTransform)realnvp[0]).Map).LogScaleClamp);
-        // Width 64, one residual block: (4·64 + 64) + 2·(64·64 + 64) + (64·8 + 8) parameters per conditioner.
-        Assert.AreEqual(320 + 8320 + 520, realnvp[0].parameters().Sum(p => p.numel()));
+        // Width 64, one residual block, 2 kept → 2 transformed: (2·64 + 64) + 2·(64·64 + 64) + (64·4 + 4) per conditioner.
+        Assert.AreEqual(192 + 8320 + 260, realnvp[0].parameters().Sum(p => p.numel()));
 
         var spline = (RationalQuadraticSplineMap)((CouplingTransform)Steps(FlowFactory.Create("nsf-coupling", 3, 2))[0]).Map;
         Assert.AreEqual((8, 5.0), (spline.Bins, spline.Bound));

@@ -76,6 +76,47 @@ public sealed class FlowSerializerTests
         }
     }
 
+    /// <summary>Rewrites a saved flow's format version and reseals its checksum, as an older writer would have.</summary>
+    private static byte[] AsVersion(byte[] saved, ushort version)
+    {
+        var body = saved[..^32];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(body.AsSpan(8, 2), version);
+        return body.Concat(System.Security.Cryptography.SHA256.HashData(body)).ToArray();
+    }
+
+    [TestMethod]
+    [DataRow("realnvp")]
+    [DataRow("nsf-coupling")]
+    public void VersionOneCouplingFlowIsRefusedWithTheReason(string preset)
+    {
+        var q = FlowFactory.Create(preset, 3, 2, seed: 1);
+        q.eval();
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => FlowSerializer.Load(new MemoryStream(AsVersion(Save(q), 1))));
+        StringAssert.Contains(e.Message, "format version 1");
+        StringAssert.Contains(e.Message, preset);
+        StringAssert.Contains(e.Message, "Fit the flow again");
+    }
+
+    [TestMethod]
+    [DataRow("planar")]
+    [DataRow("iaf")]
+    public void VersionOneFilesOfUnchangedLayoutsStillLoad(string preset)
+    {
+        var q = FlowFactory.Create(preset, 3, 2, seed: 1);
+        q.eval();
+        var loaded = FlowSerializer.Load(new MemoryStream(AsVersion(Save(q), 1)));
+        CollectionAssert.AreEqual(Draw(q, 20, 2), Draw(loaded, 20, 2));
+    }
+
+    [TestMethod]
+    public void FutureVersionIsRefusedNamingBothVersions()
+    {
+        var future = (ushort)(FlowSerializer.FormatVersion + 1);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => FlowSerializer.Load(new MemoryStream(AsVersion(Save(FlowFactory.Create("planar", 2, 2)), future))));
+        StringAssert.Contains(e.Message, $"format version {future}");
+        StringAssert.Contains(e.Message, $"versions 1 to {FlowSerializer.FormatVersion}");
+    }
+
     [TestMethod]
     public void HandAssembledFlowCannotBeSavedAndSaysWhy()
     {

@@ -20,7 +20,13 @@ public static class FlowSerializer
     private static readonly byte[] Magic = "NFLOWv01"u8.ToArray();
 
     /// <summary>The format version written; readers accept versions up to this one.</summary>
-    public const ushort FormatVersion = 1;
+    /// <remarks>Version 2: coupling layers' conditioners read only the kept coordinates and emit parameters only
+    /// for the transformed ones, so a version-1 coupling flow's weights have other shapes. Every other preset's
+    /// layout is unchanged and version-1 files of them still load.</remarks>
+    public const ushort FormatVersion = 2;
+
+    /// <summary>Presets whose weight layout changed in version 2 (see <see cref="FormatVersion"/>).</summary>
+    private static readonly string[] ChangedInVersion2 = { "realnvp", "nsf-coupling" };
 
     private const int MaxJsonBytes = 16 << 20;
     private const long MaxWeightBytes = 4L << 30;
@@ -93,6 +99,9 @@ public static class FlowSerializer
             throw new InvalidDataException($"The saved flow's description is not valid: {e.Message}", e);
         }
         if (description?.Spec is null) throw new InvalidDataException("The saved flow's description has no spec.");
+        if (version < 2 && ChangedInVersion2.Contains(description.Spec.Preset, StringComparer.OrdinalIgnoreCase))
+            throw new InvalidDataException($"The saved flow ({description.Spec}) was written in format version {version}, whose coupling layers " +
+                "had a different weight layout; this library's coupling layers condition on the kept coordinates only. Fit the flow again and save it.");
         FlowDistribution flow;
         try
         {

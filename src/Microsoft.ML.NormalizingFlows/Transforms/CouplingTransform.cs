@@ -37,13 +37,20 @@ public static class CouplingMasks
 /// mask = true pass through unchanged and feed a residual conditioner network whose output
 /// parameterizes a monotone elementwise map of the other coordinates. The Jacobian is triangular, so
 /// log|det J| = Σ over transformed coordinates of log g′, and the inverse costs one network pass too.
-/// Needs d ≥ 2.
+/// The conditioner reads only the kept coordinates and emits parameters only for the transformed ones,
+/// so neither the network nor the map spends work on coordinates that pass through. Needs d ≥ 2.
 /// </summary>
 public sealed class CouplingTransform : FlowTransform
 {
     private readonly ResidualNetwork conditioner;
-    private readonly Tensor keep;        // [d] 1 = conditioning (kept), 0 = transformed; a buffer (follows dtype/device)
+    private readonly long[] keptIndices;
+    private readonly long[] transformedIndices;
     private readonly ElementwiseMap map;
+
+    // Index tensors on the device the inputs live on, rebuilt only when that device changes. One reference,
+    // swapped whole, so parallel cursors never see a half-updated cache.
+    private sealed record IndexTensors(DeviceType Type, int Ordinal, Tensor Kept, Tensor Transformed);
+    private IndexTensors? indices;
 
     /// <param name="dimension">d ≥ 2.</param>
     /// <param name="mask">true = kept and conditioning; needs at least one true and one false.</param>
@@ -61,9 +68,10 @@ public sealed class CouplingTransform : FlowTransform
         if (mask.Length != dimension) throw new ArgumentException($"The mask has length {mask.Length}, expected {dimension}.", nameof(mask));
         if (mask.All(m => m) || mask.All(m => !m)) throw new ArgumentException("The mask must keep at least one coordinate and transform at least one.", nameof(mask));
         Mask = (bool[])mask.Clone();
-        keep = torch.tensor(mask.Select(m => m ? 1f : 0f).ToArray());
-        register_buffer("keep", keep);
-        conditioner = ResidualNetwork.Dense(dimension, dimension * map.ParametersPerDimension, hiddenWidth, residualBlocks, identityInit, generator);
+        keptIndices = Enumerable.Range(0, dimension).Where(i => mask[i]).Select(i => (long)i).ToArray();
+        transformedIndices = Enumerable.Range(0, dimension).Where(i => !mask[i]).Select(i => (long)i).ToArray();
+        conditioner = ResidualNetwork.Dense(keptIndices.Length, transformedIndices.Length * map.ParametersPerDimension,
+            hiddenWidth, residualBlocks, identityInit, generator);
         RegisterComponents();
     }
 
@@ -73,8 +81,6 @@ public sealed class CouplingTransform : FlowTransform
     public ElementwiseMap Map => map;
 
     public override bool HasInverse => true;
-
-    private Tensor Parameters(Tensor kept) => conditioner.call(kept).view(kept.shape[0], Dimension, map.ParametersPerDimension);
 
     public override (Tensor Output, Tensor LogAbsDetJacobian) Forward(Tensor input)
     {
@@ -90,12 +96,25 @@ public sealed class CouplingTransform : FlowTransform
 
     private (Tensor, Tensor) Apply(Tensor input, bool inverse)
     {
-        var kept = input * keep;
-        var p = Parameters(kept);
-        var (mapped, logDerivative) = inverse ? map.Inverse(input, p) : map.Forward(input, p);
-        var transformed = 1 - keep;
-        // kept coordinates pass through; the rest take the mapped values.
-        var output = torch.addcmul(kept, mapped, transformed, 1);
-        return (output, (logDerivative * transformed).sum(1));
+        var (keptAt, transformedAt) = Indices(input.device);
+        var kept = input.index_select(1, keptAt);
+        var x = input.index_select(1, transformedAt);
+        var p = conditioner.call(kept).view(input.shape[0], transformedIndices.Length, map.ParametersPerDimension);
+        var (mapped, logDerivative) = inverse ? map.Inverse(x, p) : map.Forward(x, p);
+        // Kept coordinates pass through bit for bit; the transformed ones take the mapped values.
+        return (input.index_copy(1, transformedAt, mapped), logDerivative.sum(1));
+    }
+
+    private (Tensor Kept, Tensor Transformed) Indices(Device device)
+    {
+        var cached = indices;
+        if (cached is null || cached.Type != device.type || cached.Ordinal != device.index)
+        {
+            cached = new IndexTensors(device.type, device.index,
+                torch.tensor(keptIndices, device: device).DetachFromDisposeScope(),
+                torch.tensor(transformedIndices, device: device).DetachFromDisposeScope());
+            indices = cached;
+        }
+        return (cached.Kept, cached.Transformed);
     }
 }

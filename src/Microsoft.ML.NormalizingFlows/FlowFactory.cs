@@ -75,6 +75,9 @@ public static class FlowFactory
     public static FlowDistribution Create(FlowSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        if (string.Equals(spec.Preset, FlowBuilder.CustomPreset, StringComparison.Ordinal)) return FlowBuilder.Replay(spec);
+        if (spec.Steps is not null)
+            throw new ArgumentException($"Flow preset '{spec.Preset}' takes no builder steps (only '{FlowBuilder.CustomPreset}' flows have them).", nameof(spec));
         return Create(spec.Preset, spec.Dimension, spec.Layers, spec.Seed, spec.Settings);
     }
 

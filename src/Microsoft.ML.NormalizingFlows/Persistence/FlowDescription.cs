@@ -68,7 +68,8 @@ public sealed record FlowDescription(
         if (Built.TryGetValue(flow, out var description)) return description with { DType = dtype };
         if (flow.Spec is null)
             throw new InvalidOperationException(
-                "This flow was assembled by hand (it has no FlowSpec), so it cannot be rebuilt from a file. Build it with FlowFactory.Create or FlowDescription.Build.");
+                "This flow was assembled by hand (it has no FlowSpec), so it cannot be rebuilt from a file. Build it with FlowFactory.Create, " +
+                "FlowDescription.Build or FlowBuilder (whose flows record their steps unless FlowBuilder.Add received an outside transform or WithBase an unlisted base).");
         return new FlowDescription(flow.Spec, DType: dtype);
     }
 

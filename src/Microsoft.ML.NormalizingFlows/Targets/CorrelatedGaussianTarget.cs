@@ -14,8 +14,8 @@ public sealed class CorrelatedGaussianTarget : Target
 {
     private readonly double[] mean;
     private readonly double[] covariance;   // row-major d × d
-    private readonly TargetConstant meanConstant;
-    private readonly TargetConstant precision;  // Σ⁻¹, d × d
+    private readonly CachedConstant meanConstant;
+    private readonly CachedConstant precision;  // Σ⁻¹, d × d
     private readonly double logZ;
 
     /// <param name="dimension">d ≥ 2.</param>
@@ -40,8 +40,8 @@ public sealed class CorrelatedGaussianTarget : Target
         Eigenvalues = eigenvalues.data<double>().ToArray();
         mean = torch.randn(new long[] { dimension }, dtype: ScalarType.Float64, generator: generator).data<double>().ToArray();
         covariance = (q * eigenvalues.unsqueeze(0)).matmul(q.t()).data<double>().ToArray();
-        precision = new TargetConstant((q / eigenvalues.unsqueeze(0)).matmul(q.t()).data<double>().ToArray(), dimension, dimension);
-        meanConstant = new TargetConstant(mean);
+        precision = new CachedConstant((q / eigenvalues.unsqueeze(0)).matmul(q.t()).data<double>().ToArray(), dimension, dimension);
+        meanConstant = new CachedConstant(mean);
         logZ = dimension * HalfLogTwoPi + 0.5 * Eigenvalues.Sum(Math.Log);
     }
 

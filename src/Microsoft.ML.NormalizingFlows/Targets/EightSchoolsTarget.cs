@@ -16,7 +16,7 @@ public sealed class EightSchoolsTarget : Target
 {
     private static readonly double[] Effects = { 28, 8, -3, 7, -1, 1, 18, 12 };
     private static readonly double[] StandardErrors = { 15, 10, 16, 11, 9, 11, 10, 18 };
-    private readonly TargetConstant effects = new(Effects), standardErrors = new(StandardErrors);
+    private readonly CachedConstant effects = new(Effects), standardErrors = new(StandardErrors);
 
     /// <summary>Prior sd of μ and scale of τ's half-Cauchy prior.</summary>
     private const double MuScale = 5, TauScale = 5;

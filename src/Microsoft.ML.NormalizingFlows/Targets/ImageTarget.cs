@@ -16,7 +16,7 @@ public sealed class ImageTarget : Target
     private readonly Box box;
     private readonly double floor;
     private readonly Lazy<double> logZ;
-    private readonly TargetConstant table;  // darkness per pixel, row-major [height · width], row 0 = top of the picture
+    private readonly CachedConstant table;  // darkness per pixel, row-major [height · width], row 0 = top of the picture
 
     /// <param name="luminance">[height, width] values in [0, 1] (0 = black).</param>
     /// <param name="box">Where the picture lies in z-space; null: the longer side spans [−4, 4], aspect kept.</param>
@@ -45,7 +45,7 @@ public sealed class ImageTarget : Target
                 total += v;
             }
         if (total <= 0) throw new ArgumentException(darkIsDense ? "The image has no dark pixels: nothing to put density on." : "The image has no bright pixels: nothing to put density on.", nameof(luminance));
-        table = new TargetConstant(intensity);
+        table = new CachedConstant(intensity);
         double longer = Math.Max(width, height);
         this.box = box ?? new Box(-4 * width / longer, 4 * width / longer, -4 * height / longer, 4 * height / longer);
         if (!(this.box.Width > 0) || !(this.box.Height > 0)) throw new ArgumentException($"The box must have positive width and height; got {this.box}.", nameof(box));

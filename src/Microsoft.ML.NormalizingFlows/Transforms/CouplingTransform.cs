@@ -43,14 +43,10 @@ public static class CouplingMasks
 public sealed class CouplingTransform : FlowTransform
 {
     private readonly ResidualNetwork conditioner;
-    private readonly long[] keptIndices;
-    private readonly long[] transformedIndices;
+    private readonly CachedConstant keptIndex;         // int64 positions of the kept coordinates
+    private readonly CachedConstant transformedIndex;  // and of the transformed ones
+    private readonly int transformedCount;
     private readonly ElementwiseMap map;
-
-    // Index tensors on the device the inputs live on, rebuilt only when that device changes. One reference,
-    // swapped whole, so parallel cursors never see a half-updated cache.
-    private sealed record IndexTensors(DeviceType Type, int Ordinal, Tensor Kept, Tensor Transformed);
-    private IndexTensors? indices;
 
     /// <param name="dimension">d ≥ 2.</param>
     /// <param name="mask">true = kept and conditioning; needs at least one true and one false.</param>
@@ -68,9 +64,12 @@ public sealed class CouplingTransform : FlowTransform
         if (mask.Length != dimension) throw new ArgumentException($"The mask has length {mask.Length}, expected {dimension}.", nameof(mask));
         if (mask.All(m => m) || mask.All(m => !m)) throw new ArgumentException("The mask must keep at least one coordinate and transform at least one.", nameof(mask));
         Mask = (bool[])mask.Clone();
-        keptIndices = Enumerable.Range(0, dimension).Where(i => mask[i]).Select(i => (long)i).ToArray();
-        transformedIndices = Enumerable.Range(0, dimension).Where(i => !mask[i]).Select(i => (long)i).ToArray();
-        conditioner = ResidualNetwork.Dense(keptIndices.Length, transformedIndices.Length * map.ParametersPerDimension,
+        long[] kept = Enumerable.Range(0, dimension).Where(i => mask[i]).Select(i => (long)i).ToArray();
+        long[] transformed = Enumerable.Range(0, dimension).Where(i => !mask[i]).Select(i => (long)i).ToArray();
+        keptIndex = new CachedConstant(kept);
+        transformedIndex = new CachedConstant(transformed);
+        transformedCount = transformed.Length;
+        conditioner = ResidualNetwork.Dense(kept.Length, transformedCount * map.ParametersPerDimension,
             hiddenWidth, residualBlocks, identityInit, generator);
         RegisterComponents();
     }
@@ -96,25 +95,12 @@ public sealed class CouplingTransform : FlowTransform
 
     private (Tensor, Tensor) Apply(Tensor input, bool inverse)
     {
-        var (keptAt, transformedAt) = Indices(input.device);
-        var kept = input.index_select(1, keptAt);
+        var transformedAt = transformedIndex.On(input.device);
+        var kept = input.index_select(1, keptIndex.On(input.device));
         var x = input.index_select(1, transformedAt);
-        var p = conditioner.call(kept).view(input.shape[0], transformedIndices.Length, map.ParametersPerDimension);
+        var p = conditioner.call(kept).view(input.shape[0], transformedCount, map.ParametersPerDimension);
         var (mapped, logDerivative) = inverse ? map.Inverse(x, p) : map.Forward(x, p);
         // Kept coordinates pass through bit for bit; the transformed ones take the mapped values.
         return (input.index_copy(1, transformedAt, mapped), logDerivative.sum(1));
-    }
-
-    private (Tensor Kept, Tensor Transformed) Indices(Device device)
-    {
-        var cached = indices;
-        if (cached is null || cached.Type != device.type || cached.Ordinal != device.index)
-        {
-            cached = new IndexTensors(device.type, device.index,
-                torch.tensor(keptIndices, device: device).DetachFromDisposeScope(),
-                torch.tensor(transformedIndices, device: device).DetachFromDisposeScope());
-            indices = cached;
-        }
-        return (cached.Kept, cached.Transformed);
     }
 }

@@ -1,0 +1,43 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.NormalizingFlows;
+
+/// <summary>
+/// A constant read on every forward pass (a target's table, mean or precision; a coupling layer's index
+/// lists), converted to the dtype and device it is needed in once and then reused, instead of being rebuilt
+/// from managed arrays on every step of the training loop. The cached copy is swapped whole, so concurrent
+/// readers (parallel ML.NET cursors) at worst convert twice.
+/// </summary>
+internal sealed class CachedConstant
+{
+    private readonly Tensor source;
+    private Tensor? converted;
+
+    /// <param name="values">Real values, row-major, kept in float64 and converted with <see cref="Like"/>.</param>
+    /// <param name="shape">Their shape (none given: a vector).</param>
+    public CachedConstant(double[] values, params long[] shape)
+        : this(torch.tensor(values, shape.Length > 0 ? shape : new long[] { values.LongLength }, dtype: ScalarType.Float64)) { }
+
+    /// <param name="indices">Integer indices (int64), moved between devices with <see cref="On"/>.</param>
+    public CachedConstant(long[] indices) : this(torch.tensor(indices)) { }
+
+    private CachedConstant(Tensor source) => this.source = source.DetachFromDisposeScope();
+
+    /// <summary>The constant in the dtype and on the device of <paramref name="points"/>.</summary>
+    public Tensor Like(Tensor points) => Get(points.dtype, points.device);
+
+    /// <summary>The constant in its own dtype (indices stay int64) on <paramref name="device"/>.</summary>
+    public Tensor On(Device device) => Get(source.dtype, device);
+
+    private Tensor Get(ScalarType dtype, Device device)
+    {
+        var t = converted;
+        if (t is null || t.dtype != dtype || t.device.type != device.type || t.device.index != device.index)
+        {
+            t = source.to(dtype, device).DetachFromDisposeScope();
+            converted = t;
+        }
+        return t;
+    }
+}

@@ -26,20 +26,9 @@ public sealed partial class FlowBuilder
             throw new ArgumentException($"A '{CustomPreset}' flow spec must list its builder steps.", nameof(spec));
         if (spec.Layers != spec.Steps.Count)
             throw new ArgumentException($"The '{CustomPreset}' flow spec says {spec.Layers} steps but lists {spec.Steps.Count}.", nameof(spec));
-        var builder = new FlowBuilder(spec.Dimension, spec.Seed);
-        var settings = spec.Settings ?? new Dictionary<string, string>();
-        string baseName = settings.TryGetValue("base", out var b) ? b : "normal";
-        foreach (var key in settings.Keys)
-            if (key is not ("base" or "dof" or "learn-dof"))
-                throw new ArgumentException($"Unknown base setting '{key}' in a '{CustomPreset}' flow spec (base, dof, learn-dof).", nameof(spec));
-        var baseArguments = new StepArguments("base", settings);
-        switch (baseName)
-        {
-            case "normal": break;
-            case "diag-normal": builder.WithBase(new DiagonalNormal(spec.Dimension)); break;
-            case "student-t": builder.WithBase(new StudentT(spec.Dimension, baseArguments.Real("dof"), baseArguments.Bool("learn-dof"))); break;
-            default: throw new ArgumentException($"Unknown base '{baseName}' in a '{CustomPreset}' flow spec (normal, diag-normal, student-t).", nameof(spec));
-        }
+        // The base is described in preset settings (base, dof, learn-dof), read the way the presets read them.
+        var baseSettings = new PresetSettings(CustomPreset, spec.Settings);
+        var builder = new FlowBuilder(spec.Dimension, spec.Seed).WithBase(baseSettings.Base(spec.Dimension));
         for (int i = 0; i < spec.Steps.Count; i++)
         {
             var step = spec.Steps[i] ?? throw new ArgumentException($"Step {i} of the '{CustomPreset}' flow spec is missing.", nameof(spec));
@@ -64,7 +53,7 @@ public sealed partial class FlowBuilder
             }
             a.RequireAllRead();
         }
-        return builder.Build();
+        return baseSettings.Done(builder.Build());
     }
 
     /// <summary>Typed reads of one step's string arguments; every argument must be present, valid and used.</summary>

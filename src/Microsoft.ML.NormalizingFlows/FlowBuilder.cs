@@ -51,13 +51,7 @@ public sealed partial class FlowBuilder
         if (distribution.Dimension != Dimension)
             throw new ArgumentException($"The base has dimension {distribution.Dimension}, expected {Dimension}.", nameof(distribution));
         baseDistribution = distribution;
-        baseSettings = distribution switch
-        {
-            StandardNormal => new(),
-            DiagonalNormal => new() { ["base"] = "diag-normal" },
-            StudentT t => new() { ["base"] = "student-t", ["dof"] = Text(t.DegreesOfFreedom[0].ToDouble()), ["learn-dof"] = Text(t.Learnable) },
-            _ => null,
-        };
+        baseSettings = PresetSettings.Describe(distribution);
         return this;
     }
 

@@ -127,7 +127,7 @@ public sealed class FlowBuilderRecipeTests
             (good with { Steps = new[] { coupling with { Arguments = With("identity-init", "yes") }, good.Steps[1] } }, "true or false"),
             (good with { Layers = 3 }, "says 3 steps but lists 2"),
             (good with { Steps = null }, "must list its builder steps"),
-            (good with { Settings = new Dictionary<string, string> { ["base"] = "cauchy" } }, "Unknown base 'cauchy'"),
+            (good with { Settings = new Dictionary<string, string> { ["base"] = "cauchy" } }, "Flow setting 'base' = 'cauchy' must be one of: normal, diag-normal, student-t"),
             (new FlowSpec("planar", 2, 2, 0, null, good.Steps), "takes no builder steps"),
         };
         foreach (var (spec, expected) in cases)

@@ -20,7 +20,8 @@ public static class GeneralizedPareto
     /// Fits (k, σ) to exceedances x (all ≥ 0, at least 2 and not all equal) by the Zhang &amp; Stephens
     /// estimator: a posterior-mean over a grid of θ = −k/σ of the profile likelihood. With
     /// <paramref name="weaklyInformativePrior"/> k is then shrunk toward 0.5 as (n k + 10·0.5)/(n + 10),
-    /// as PSIS does (σ keeps the unshrunk value, as in the reference implementation).
+    /// as PSIS does (σ keeps the unshrunk value, as in the reference implementation). Returns (NaN, NaN)
+    /// when no grid point has a finite profile likelihood (exceedances that no GPD describes).
     /// </summary>
     public static (double Shape, double Scale) Fit(IReadOnlyList<double> exceedances, bool weaklyInformativePrior = true)
     {
@@ -59,6 +60,7 @@ public static class GeneralizedPareto
             weightSum += w;
             thetaHat += w * theta[j];
         }
+        if (!(weightSum > 0)) return (double.NaN, double.NaN); // no grid point had a finite likelihood: no fit
         thetaHat /= weightSum;
         double k = MeanLog1p(-thetaHat, x);
         double sigma = -k / thetaHat;

@@ -56,8 +56,8 @@ public sealed class ImportanceSample
     /// <summary>Component j of draw s.</summary>
     public double this[int s, int j] => points[s * Dimension + j];
 
-    /// <summary>Draws S points from q (no gradients, in blocks of 10,000) and evaluates the target on them.</summary>
-    public static ImportanceSample Draw(FlowDistribution q, Target target, int samples = 10_000, long seed = 20_240_101)
+    /// <summary>Draws S points from q (no gradients, <paramref name="blockSize"/> at a time) and evaluates the target on them.</summary>
+    public static ImportanceSample Draw(FlowDistribution q, Target target, int samples = 10_000, long seed = 20_240_101, int blockSize = Training.Evaluation.DefaultBlockSize)
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(target);
@@ -69,7 +69,7 @@ public sealed class ImportanceSample
         var logTarget = new double[samples];
         var logQ = new double[samples];
         int done = 0;
-        foreach (var (z, lp, lq) in Training.Evaluation.DrawBlocks(q, target, samples, seed))
+        foreach (var (z, lp, lq) in Training.Evaluation.DrawBlocks(q, target, samples, seed, blockSize))
         {
             int n = (int)z.shape[0];
             z.to(ScalarType.Float64).cpu().data<double>().CopyTo(points.AsSpan(done * d, n * d));

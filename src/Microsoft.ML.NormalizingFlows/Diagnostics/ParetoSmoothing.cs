@@ -100,19 +100,24 @@ public static class ParetoSmoothing
         {
             var order = finite.OrderBy(i => logWeights[i]).ToArray(); // ascending
             double logCutoff = logWeights[order[s - m - 1]];
-            double cutoff = Math.Exp(logCutoff);
+            // Exceedances in units of the cutoff, exp(log w − log cutoff) − 1: the fitted shape k is scale-free,
+            // and this scale cannot underflow. Scaled by the largest weight instead, a q much wider than p
+            // (log ratios spread over millions of nats) sent all but one exceedance to exactly 0 and k̂ to NaN
+            // or a meaningless small value.
             var exceedances = new double[m];
-            for (int j = 0; j < m; j++) exceedances[j] = Math.Exp(logWeights[order[s - m + j]]) - cutoff;
+            for (int j = 0; j < m; j++) exceedances[j] = double.ExpM1(logWeights[order[s - m + j]] - logCutoff);
             if (!(exceedances[m - 1] > 0))
                 k = double.NegativeInfinity; // the tail is flat: nothing to smooth
+            else if (double.IsPositiveInfinity(exceedances[m - 1]))
+                k = double.PositiveInfinity; // the largest ratio exceeds the cutoff by more than e^709: one draw carries everything
             else
             {
                 var (shape, scale) = GeneralizedPareto.Fit(exceedances);
-                k = shape;
-                if (double.IsFinite(shape))
+                k = double.IsNaN(shape) ? double.PositiveInfinity : shape; // no usable fit: as undiagnosable as too few draws
+                if (double.IsFinite(k))
                     for (int j = 0; j < m; j++)
                     {
-                        double smoothed = Math.Log(GeneralizedPareto.Quantile((j + 0.5) / m, shape, scale) + cutoff);
+                        double smoothed = logCutoff + Math.Log(1 + GeneralizedPareto.Quantile((j + 0.5) / m, shape, scale));
                         logWeights[order[s - m + j]] = Math.Min(smoothed, 0); // never above the largest raw ratio
                     }
             }

@@ -63,7 +63,8 @@ public static class VariationalTrainer
                 if (cancellationToken.IsCancellationRequested) { status = FitStatus.Cancelled; break; }
                 learningRate = LearningRateAt(it, options, schedule);
                 SetLearningRate(optimizer, learningRate);
-                var (elbo, badTerm, dropped) = Step(q, target, objective, optimizer, parameters, options.BatchSize, generator, options.GradientClipNorm);
+                var (elbo, badTerm, dropped) = Step(q, target, objective, optimizer, parameters, options.BatchSize, generator, options.GradientClipNorm,
+                    requireTargetGradient: it == 1);
                 trace[it - 1] = elbo;
                 completed = it;
                 nonFiniteSamples += dropped;
@@ -130,6 +131,19 @@ public static class VariationalTrainer
         return result;
     }
 
+    /// <summary>
+    /// A log p̃ computed outside autograd (values read back with <c>.data&lt;T&gt;()</c> or <c>.item()</c> and
+    /// rebuilt as a new tensor) carries no gradient: every step would then only fit log q to nothing and
+    /// return the base distribution, reporting success. Checked on the first step, where it costs nothing.
+    /// </summary>
+    private static void RequireGradientThroughTarget(Target target, Tensor logP)
+    {
+        if (!logP.requires_grad)
+            throw new TargetException(
+                $"Target '{target.Name}' returned a log density that does not depend on the flow's parameters (no gradient flows through it). " +
+                "Write log p̃ with TorchSharp operations on the given tensor z; reading values out (.data<T>(), .item(), ToArray) and building a new tensor cuts the gradient.");
+    }
+
     /// <summary>Base rate × schedule factor × linear warm-up.</summary>
     internal static double LearningRateAt(int iteration, TrainerOptions options, LearningRateSchedule schedule)
     {
@@ -158,11 +172,12 @@ public static class VariationalTrainer
     /// <summary>One optimizer step inside its own dispose scope (no tensor outlives the step). Returns the
     /// minibatch ELBO and, when the step had to be skipped, the name of the term that went non-finite.</summary>
     private static (double Elbo, string? BadTerm, int DroppedSamples) Step(FlowDistribution q, Target target, VariationalObjective objective,
-        optim.Optimizer optimizer, List<Parameter> parameters, int batchSize, Generator generator, double? clipNorm)
+        optim.Optimizer optimizer, List<Parameter> parameters, int batchSize, Generator generator, double? clipNorm, bool requireTargetGradient)
     {
         using var scope = torch.NewDisposeScope();
         optimizer.zero_grad();
         var terms = objective.Compute(q, target, batchSize, generator);
+        if (requireTargetGradient) RequireGradientThroughTarget(target, terms.LogP);
         if (!double.IsFinite(terms.Elbo))
         {
             string term = !terms.LogP.isfinite().all().item<bool>() ? "log p̃ (target)"

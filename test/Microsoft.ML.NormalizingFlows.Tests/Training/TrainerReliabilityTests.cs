@@ -36,6 +36,28 @@ public sealed class TrainerReliabilityTests
     }
 
     [TestMethod]
+    public void ATargetComputedOutsideAutogradIsRejectedAtTheFirstStepNamingIt()
+    {
+        // Reproduction: log p̃ evaluated on host doubles and rebuilt as a tensor carries no gradient. Before the fix
+        // training ran all its steps, reported "Completed, skipped 0" and returned the base distribution.
+        var detached = Target.FromDelegate("host-side-normal", 2, z =>
+        {
+            var values = z.detach().to(ScalarType.Float64).cpu().data<double>().ToArray();
+            var logP = new double[z.shape[0]];
+            for (int i = 0; i < logP.Length; i++) logP[i] = -0.5 * ((values[2 * i] - 3) * (values[2 * i] - 3) + values[2 * i + 1] * values[2 * i + 1]);
+            return tensor(logP).to(z.dtype);
+        });
+        foreach (var objective in new VariationalObjective[] { new ElboObjective(), new ImportanceWeightedElboObjective(4) })
+        {
+            var options = Quick(50);
+            options.Objective = objective;
+            var e = Assert.ThrowsExactly<TargetException>(() => VariationalTrainer.Fit(FlowFactory.Create("planar", 2, 2, seed: 0), detached, options));
+            StringAssert.Contains(e.Message, "host-side-normal");
+            StringAssert.Contains(e.Message, "does not depend on the flow's parameters");
+        }
+    }
+
+    [TestMethod]
     public void NanTargetWithTheDefaultObjectiveSkipsStepsThenStopsDivergedWithFiniteParameters()
     {
         var q = new FlowDistribution(new DiagonalNormal(2));

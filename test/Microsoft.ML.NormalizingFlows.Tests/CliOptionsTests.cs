@@ -137,21 +137,43 @@ public sealed class CliOptionsTests
         Assert.IsFalse(e.Message.Contains('\n'), $"The message must be one line: {e.Message}");
     }
 
-    [TestMethod]
-    public void BuiltCli_ExitsWith2AndOneStderrLine_OnBadInput()
+    private static (int ExitCode, string Stdout, string Stderr) RunBuiltCli(params string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "NormalizingFlows.Cli.dll");
         Assert.IsTrue(File.Exists(dll), $"The CLI was not copied next to the tests: {dll}");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { "exec", dll, "--layers", "0" }) start.ArgumentList.Add(a);
+        foreach (var a in new[] { "exec", dll }.Concat(args)) start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEnd();
+        var stderrTask = process.StandardError.ReadToEndAsync();
         var stdout = process.StandardOutput.ReadToEnd();
-        Assert.IsTrue(process.WaitForExit(60_000));
-        Assert.AreEqual(2, process.ExitCode, $"stdout: {stdout}\nstderr: {stderr}");
+        Assert.IsTrue(process.WaitForExit(120_000));
+        return (process.ExitCode, stdout, stderrTask.Result);
+    }
+
+    [TestMethod]
+    public void BuiltCli_ExitsWith2AndOneStderrLine_OnBadInput()
+    {
+        var (exitCode, stdout, stderr) = RunBuiltCli("--layers", "0");
+        Assert.AreEqual(2, exitCode, $"stdout: {stdout}\nstderr: {stderr}");
         var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.AreEqual(1, lines.Length, stderr);
         StringAssert.StartsWith(lines[0], "error: Option --layers must be positive");
         Assert.AreEqual("", stdout);
+    }
+
+    [TestMethod]
+    public void BuiltCli_ExitsWith2OnAPngDeclaringAHugeSize()
+    {
+        // Reproduction: exit 134 (an unhandled OverflowException in the hand-written decoder).
+        var directory = PngTestFiles.NewTempDirectory();
+        try
+        {
+            var path = ImageTargetTests.CraftHugePng(directory);
+            var (exitCode, stdout, stderr) = RunBuiltCli("--target", "image:" + path, "--iterations", "10", "--output", Path.Combine(directory, "out"));
+            Assert.AreEqual(2, exitCode, $"stdout: {stdout}\nstderr: {stderr}");
+            StringAssert.Contains(stderr, "huge.png");
+            Assert.IsFalse(stderr.Contains("   at "), $"no stack trace: {stderr}");
+        }
+        finally { Directory.Delete(directory, recursive: true); }
     }
 }

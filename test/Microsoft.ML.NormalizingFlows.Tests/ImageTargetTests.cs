@@ -32,7 +32,7 @@ public sealed class ImageTargetTests : TempDirectoryTest
         // The pixels' own dark mass: bilinear interpolation between pixel centers integrates to exactly
         // Σ darkness × pixel area (the border pixels are white), so this one must match closely.
         float[,] luminance;
-        using (var stream = File.OpenRead(path)) luminance = PngReader.ReadLuminance(stream, path);
+        using (var stream = File.OpenRead(path)) luminance = ImageLuminance.Read(stream, path);
         double darkArea = 0;
         foreach (var l in luminance) darkArea += (1 - l) * Pixel * Pixel;
         double fromPixels = Math.Log(darkArea + 1e-3 * 64 + wallTails);
@@ -92,7 +92,47 @@ public sealed class ImageTargetTests : TempDirectoryTest
         var path = Path.Combine(TempDirectory, "letter.png");
         File.WriteAllText(path, "this is not a picture");
         var e = Assert.ThrowsExactly<InvalidDataException>(() => ImageTarget.FromPng(path));
-        StringAssert.Contains(e.Message, "is not a PNG file");
+        StringAssert.Contains(e.Message, "cannot be read as a picture");
+    }
+
+    /// <summary>A drawn PNG whose IHDR is rewritten to declare <paramref name="width"/>×<paramref name="height"/>.</summary>
+    internal static string CraftHugePng(string directory, int width = 100_000, int height = 100_000)
+    {
+        var bytes = File.ReadAllBytes(PngTestFiles.DrawDisk(directory, Size, 64, 64, 32));
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(16), width);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(20), height);
+        var path = Path.Combine(directory, "huge.png");
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    [TestMethod]
+    public void APngDeclaringAHugeSizeIsRefusedBeforeDecoding()
+    {
+        // Reproduction: the hand-written decoder threw OverflowException on a header declaring 100000×100000,
+        // which crashed the CLI (exit 134).
+        var path = CraftHugePng(TempDirectory);
+        Assert.AreEqual((100_000, 100_000), PngTestFiles.ReadSize(path));
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ImageTarget.FromPng(path));
+        StringAssert.Contains(e.Message, "huge.png");
+        StringAssert.Contains(e.Message, "too large");
+        Assert.ThrowsExactly<InvalidDataException>(() => TargetGallery.Create("image:" + path));
+        // A zero side is refused the same way.
+        Assert.ThrowsExactly<InvalidDataException>(() => ImageTarget.FromPng(CraftHugePng(TempDirectory, 0, 64)));
+    }
+
+    [TestMethod]
+    public void OtherPictureFormatsLoadLikePng()
+    {
+        // The maintained decoder reads JPEG too: the disk drawn and saved as JPEG gives nearly the same density.
+        var png = PngTestFiles.DrawDisk(TempDirectory, Size, 64, 64, 32);
+        using var bitmap = SkiaSharp.SKBitmap.Decode(png);
+        using var jpegData = bitmap.Encode(SkiaSharp.SKEncodedImageFormat.Jpeg, 95);
+        var jpeg = Path.Combine(TempDirectory, "disk.jpg");
+        File.WriteAllBytes(jpeg, jpegData.ToArray());
+        var fromJpeg = ImageTarget.FromPng(jpeg);
+        Assert.AreEqual(1 + 1e-3, Density(fromJpeg, 0, 0), 2e-2);
+        Assert.AreEqual(1e-3, Density(fromJpeg, 3.5, 3.5), 2e-2);
     }
 
     [TestMethod]

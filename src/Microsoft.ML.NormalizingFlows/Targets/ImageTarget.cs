@@ -55,13 +55,13 @@ public sealed class ImageTarget : Target
         logZ = new Lazy<double>(() => Quadrature.LogNormalizer(this, support, (int)Math.Ceiling(Math.Max(support.Width, support.Height) / spacing)));
     }
 
-    /// <summary>Reads a PNG (see <see cref="PngReader"/> for the formats) into an image target.</summary>
+    /// <summary>Reads a picture (PNG, JPEG, BMP, ...; see <see cref="ImageLuminance"/>) into an image target.</summary>
     public static ImageTarget FromPng(string path, Box? box = null, bool darkIsDense = true, double floor = 1e-3)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new ArgumentException("A PNG path is required.", nameof(path));
         if (!File.Exists(path)) throw new FileNotFoundException($"Image file '{path}' does not exist.", path);
         using var stream = File.OpenRead(path);
-        return new ImageTarget(PngReader.ReadLuminance(stream, path), box, darkIsDense, floor, "image:" + Path.GetFileName(path));
+        return new ImageTarget(ImageLuminance.Read(stream, path), box, darkIsDense, floor, "image:" + Path.GetFileName(path));
     }
 
     public Box ImageBox => box;

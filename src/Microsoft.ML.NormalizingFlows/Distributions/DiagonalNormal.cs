@@ -17,7 +17,8 @@ public sealed class DiagonalNormal : BaseDistribution
         if (!(initialScale > 0) || double.IsInfinity(initialScale))
             throw new ArgumentOutOfRangeException(nameof(initialScale), initialScale, "initialScale must be positive and finite.");
         loc = new TorchSharp.Modules.Parameter(torch.zeros(dimension));
-        logScale = new TorchSharp.Modules.Parameter(torch.full(dimension, Math.Log(initialScale)));
+        using var initialLogScale = Math.Log(initialScale).ToScalar(); // held until the call returns (see RootedScalars)
+        logScale = new TorchSharp.Modules.Parameter(torch.full(dimension, initialLogScale));
         RegisterComponents();
     }
 
@@ -27,8 +28,8 @@ public sealed class DiagonalNormal : BaseDistribution
     public override (Tensor Sample, Tensor LogProb) SampleFromNoise(Tensor noise)
     {
         CheckInput(noise, nameof(noise));
-        var z = torch.addcmul(loc, noise, logScale.exp(), 1);
-        var logProb = noise.square().sum(1).mul(-0.5) - logScale.sum() + LogNormalizerOfStandardNormal;
+        var z = torch.addcmul(loc, noise, logScale.exp(), S(1));
+        var logProb = (noise.Squared().sum(1).mul(S(-0.5)) - logScale.sum()).Plus(LogNormalizerOfStandardNormal);
         return (z, logProb);
     }
 
@@ -36,6 +37,6 @@ public sealed class DiagonalNormal : BaseDistribution
     {
         CheckInput(z);
         var eps = (z - loc) * torch.exp(-logScale);
-        return eps.square().sum(1).mul(-0.5) - logScale.sum() + LogNormalizerOfStandardNormal;
+        return (eps.Squared().sum(1).mul(S(-0.5)) - logScale.sum()).Plus(LogNormalizerOfStandardNormal);
     }
 }

@@ -68,6 +68,6 @@ public sealed class FlowDistribution : nn.Module
         if (!transform.HasInverse)
             throw new NotSupportedException($"{transform.GetType().Name} has no inverse, so log q cannot be evaluated at given points; use Sample, which returns log q of its draws.");
         var (z0, logDetInverse) = transform.Inverse(z);
-        return @base.LogProb(z0) + logDetInverse;
+        return @base.LogProb(z0).Plus(logDetInverse);
     }
 }

@@ -20,7 +20,8 @@ public sealed class FullRankNormal : BaseDistribution
             throw new ArgumentOutOfRangeException(nameof(initialScale), initialScale, "initialScale must be positive and finite.");
         loc = new TorchSharp.Modules.Parameter(torch.zeros(dimension));
         offDiagonal = new TorchSharp.Modules.Parameter(torch.zeros(dimension, dimension));
-        logDiagonal = new TorchSharp.Modules.Parameter(torch.full(dimension, Math.Log(initialScale)));
+        using var initialLogScale = Math.Log(initialScale).ToScalar(); // held until the call returns (see RootedScalars)
+        logDiagonal = new TorchSharp.Modules.Parameter(torch.full(dimension, initialLogScale));
         strictlyLowerMask = torch.ones(dimension, dimension).tril(-1);
         register_buffer("strictlyLowerMask", strictlyLowerMask);
         RegisterComponents();
@@ -29,7 +30,7 @@ public sealed class FullRankNormal : BaseDistribution
     public Tensor Location => loc;
 
     /// <summary>The Cholesky factor L of the covariance.</summary>
-    public Tensor CholeskyFactor => offDiagonal * strictlyLowerMask + torch.diag(logDiagonal.exp());
+    public Tensor CholeskyFactor => (offDiagonal * strictlyLowerMask).Plus(torch.diag(logDiagonal.exp()));
 
     /// <summary>The covariance LLᵀ.</summary>
     public Tensor Covariance { get { var l = CholeskyFactor; return l.matmul(l.t()); } }
@@ -38,7 +39,7 @@ public sealed class FullRankNormal : BaseDistribution
     {
         CheckInput(noise, nameof(noise));
         var z = torch.addmm(loc, noise, CholeskyFactor.t(), 1, 1);
-        var logProb = noise.square().sum(1).mul(-0.5) - logDiagonal.sum() + LogNormalizerOfStandardNormal;
+        var logProb = (noise.Squared().sum(1).mul(S(-0.5)) - logDiagonal.sum()).Plus(LogNormalizerOfStandardNormal);
         return (z, logProb);
     }
 
@@ -47,6 +48,6 @@ public sealed class FullRankNormal : BaseDistribution
         CheckInput(z);
         // ε = L⁻¹(z − μ), solved as a triangular system.
         var eps = torch.linalg.solve_triangular(CholeskyFactor, (z - loc).t(), upper: false).t();
-        return eps.square().sum(1).mul(-0.5) - logDiagonal.sum() + LogNormalizerOfStandardNormal;
+        return (eps.Squared().sum(1).mul(S(-0.5)) - logDiagonal.sum()).Plus(LogNormalizerOfStandardNormal);
     }
 }

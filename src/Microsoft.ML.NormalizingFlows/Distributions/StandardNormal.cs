@@ -24,6 +24,6 @@ public sealed class StandardNormal : BaseDistribution
     public override Tensor LogProb(Tensor z)
     {
         CheckInput(z);
-        return z.square().sum(1).mul(-0.5).add(LogNormalizerOfStandardNormal);
+        return z.Squared().sum(1).mul(S(-0.5)).Plus(LogNormalizerOfStandardNormal);
     }
 }

@@ -31,11 +31,13 @@ public sealed class StudentT : BaseDistribution
         Learnable = learnable;
         if (learnable)
         {
-            logDof = new Parameter(torch.full(dimension, Math.Log(degreesOfFreedom)));
+            using var logInitial = Math.Log(degreesOfFreedom).ToScalar(); // held until the call returns (see RootedScalars)
+            logDof = new Parameter(torch.full(dimension, logInitial));
         }
         else
         {
-            dof = torch.full(dimension, degreesOfFreedom);
+            using var initial = degreesOfFreedom.ToScalar();
+            dof = torch.full(dimension, initial);
             register_buffer("dof", dof);
         }
         RegisterComponents();
@@ -68,9 +70,9 @@ public sealed class StudentT : BaseDistribution
     private (Tensor, Tensor) FromNoise(Tensor eps, Generator? generator)
     {
         var nu = DegreesOfFreedom;
-        var halfNu = (nu * 0.5).expand(eps.shape[0], Dimension);
+        var halfNu = (nu * S(0.5)).expand(eps.shape[0], Dimension);
         // Floor G so that a float32 underflow (tiny ν) cannot give an infinite draw.
-        var gamma = torch._standard_gamma(halfNu, generator).clamp_min(1e-30);
+        var gamma = torch._standard_gamma(halfNu, generator).clamp_min(S(1e-30));
         var t = eps * torch.sqrt(halfNu / gamma);
         return (t, LogProb(t));
     }
@@ -82,7 +84,7 @@ public sealed class StudentT : BaseDistribution
         // log Γ((ν+1)/2) − log Γ(ν/2) is a small difference of large numbers for large ν (≈ ½ log(ν/2));
         // in float32 that costs ~1e-4 nats at ν = 10³ and ~0.1 at ν = 10⁶, so the [d] constant is computed in float64.
         var nu64 = nu.to(ScalarType.Float64);
-        var constant = (torch.lgamma((nu64 + 1) * 0.5) - torch.lgamma(nu64 * 0.5) - 0.5 * torch.log(nu64 * Math.PI)).to(z.dtype);
-        return (constant - (nu + 1) * 0.5 * torch.log1p(z.square() / nu)).sum(1);
+        var constant = (torch.lgamma(nu64.Plus(1) * S(0.5)) - torch.lgamma(nu64 * S(0.5)) - S(0.5) * torch.log(nu64 * S(Math.PI))).to(z.dtype);
+        return (constant - nu.Plus(1) * S(0.5) * torch.log1p(z.Squared() / nu)).sum(1);
     }
 }

@@ -71,7 +71,7 @@ public sealed class CorrelatedGaussianTarget : Target
     public override Tensor LogDensity(Tensor z)
     {
         var centered = z - meanConstant.Like(z);
-        return -0.5 * (centered.matmul(precision.Like(z)) * centered).sum(1);
+        return S(-0.5) * (centered.matmul(precision.Like(z)) * centered).sum(1);
     }
 
     private static int CheckDimension(int dimension) => dimension >= 2

@@ -44,13 +44,13 @@ public sealed class EightSchoolsTarget : Target
         var tau = logTau.exp();
         var y = effects.Like(z);
         var sigma = standardErrors.Like(z);
-        var theta = mu.unsqueeze(1) + tau.unsqueeze(1) * thetaTrans;
+        var theta = mu.unsqueeze(1).Plus(tau.unsqueeze(1) * thetaTrans);
         double constants = -(2 * Schools + 1) * HalfLogTwoPi - StandardErrors.Sum(Math.Log) - Math.Log(MuScale) - Math.Log(Math.PI * TauScale);
-        return -0.5 * thetaTrans.square().sum(1)
-               - 0.5 * ((y - theta) / sigma).square().sum(1)
-               - 0.5 * (mu / MuScale).square()
-               - torch.nn.functional.softplus(2 * (logTau - Math.Log(TauScale)))   // log(1 + (τ/5)²), finite for any log τ
-               + logTau
-               + constants;
+        return (S(-0.5) * thetaTrans.Squared().sum(1)
+                - S(0.5) * ((y - theta) / sigma).Squared().sum(1)
+                - S(0.5) * (mu / S(MuScale)).Squared()
+                - (S(2) * (logTau - S(Math.Log(TauScale)))).Softplus())   // log(1 + (τ/5)²), finite for any log τ
+               .Plus(logTau)
+               .Plus(constants);
     }
 }

@@ -9,48 +9,48 @@ namespace Microsoft.ML.NormalizingFlows.Targets;
 /// </summary>
 internal static class Energies
 {
-    private static Tensor W1(Tensor z1) => torch.sin(z1 * (2 * Math.PI / 4));
-    private static Tensor W2(Tensor z1) => 3 * torch.exp(-0.5 * ((z1 - 1) / 0.6).square());
-    private static Tensor W3(Tensor z1) => 3 * torch.sigmoid((z1 - 1) / 0.3);
+    private static Tensor W1(Tensor z1) => torch.sin(z1 * S(2 * Math.PI / 4));
+    private static Tensor W2(Tensor z1) => S(3) * torch.exp(S(-0.5) * ((z1 - S(1)) / S(0.6)).Squared());
+    private static Tensor W3(Tensor z1) => S(3) * torch.sigmoid((z1 - S(1)) / S(0.3));
 
     private static Tensor LogSumExp2(Tensor a, Tensor b) => torch.logaddexp(a, b);
 
     public static Tensor U1(Tensor z)
     {
         var z1 = z[.., 0];
-        var radial = 0.5 * ((z.norm(1) - 2) / 0.4).square();
-        return radial - LogSumExp2(-0.5 * ((z1 - 2) / 0.6).square(), -0.5 * ((z1 + 2) / 0.6).square());
+        var radial = S(0.5) * ((z.norm(1) - S(2)) / S(0.4)).Squared();
+        return radial - LogSumExp2(S(-0.5) * ((z1 - S(2)) / S(0.6)).Squared(), S(-0.5) * (z1.Plus(2) / S(0.6)).Squared());
     }
 
-    public static Tensor U2(Tensor z) => 0.5 * ((z[.., 1] - W1(z[.., 0])) / 0.4).square();
+    public static Tensor U2(Tensor z) => S(0.5) * ((z[.., 1] - W1(z[.., 0])) / S(0.4)).Squared();
 
     public static Tensor U3(Tensor z)
     {
         var z1 = z[.., 0];
         var d = z[.., 1] - W1(z1);
-        return -LogSumExp2(-0.5 * (d / 0.35).square(), -0.5 * ((d + W2(z1)) / 0.35).square());
+        return -LogSumExp2(S(-0.5) * (d / S(0.35)).Squared(), S(-0.5) * (d.Plus(W2(z1)) / S(0.35)).Squared());
     }
 
     public static Tensor U4(Tensor z)
     {
         var z1 = z[.., 0];
         var d = z[.., 1] - W1(z1);
-        return -LogSumExp2(-0.5 * (d / 0.4).square(), -0.5 * ((d + W3(z1)) / 0.35).square());
+        return -LogSumExp2(S(-0.5) * (d / S(0.4)).Squared(), S(-0.5) * (d.Plus(W3(z1)) / S(0.35)).Squared());
     }
 
     /// <summary>The seed's "ring" (also seed 002's p_z): radius 4, two lobes at z1 = ±2.</summary>
     public static Tensor Ring(Tensor z)
     {
         var z1 = z[.., 0];
-        var radial = 0.5 * ((z.norm(1) - 4) / 0.4).square();
-        return radial - LogSumExp2(-0.5 * ((z1 - 2) / 0.8).square(), -0.5 * ((z1 + 2) / 0.8).square());
+        var radial = S(0.5) * ((z.norm(1) - S(4)) / S(0.4)).Squared();
+        return radial - LogSumExp2(S(-0.5) * ((z1 - S(2)) / S(0.8)).Squared(), S(-0.5) * (z1.Plus(2) / S(0.8)).Squared());
     }
 
     /// <summary>
     /// Soft wall that makes U2–U4 proper: zero for |z1| ≤ 4 (the picture is unchanged there), then
     /// ½((|z1| − 4)/0.2)², a Gaussian-tailed decay.
     /// </summary>
-    public static Tensor Wall(Tensor z) => 0.5 * ((z[.., 0].abs() - ProperWallStart).relu() / ProperWallWidth).square();
+    public static Tensor Wall(Tensor z) => S(0.5) * ((z[.., 0].abs() - S(ProperWallStart)).relu() / S(ProperWallWidth)).Squared();
 
     public const double ProperWallStart = 4.0;
     public const double ProperWallWidth = 0.2;

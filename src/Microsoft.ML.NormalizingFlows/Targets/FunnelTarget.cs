@@ -35,8 +35,8 @@ public sealed class FunnelTarget : Target
         var v = z[.., 0];
         var x = z[.., 1..];
         int rest = Dimension - 1;
-        return -0.5 * (v / Scale).square() - 0.5 * rest * v - 0.5 * x.square().sum(1) * (-v).exp()
-               - (Math.Log(Scale) + Dimension * HalfLogTwoPi);
+        return S(-0.5) * (v / S(Scale)).Squared() - S(0.5 * rest) * v - S(0.5) * x.Squared().sum(1) * (-v).exp()
+               - S(Math.Log(Scale) + Dimension * HalfLogTwoPi);
     }
 
     private static int CheckDimension(int dimension) => dimension >= 2

@@ -76,20 +76,20 @@ public sealed class ImageTarget : Target
         var x = z[.., 0];
         var y = z[.., 1];
         // Continuous pixel coordinates with pixel centers at integers; row 0 is the top (largest y).
-        var u = ((x - box.MinX) * (width / box.Width) - 0.5).clamp(0, width - 1);
-        var v = ((box.MaxY - y) * (height / box.Height) - 0.5).clamp(0, height - 1);
-        var u0 = u.floor().clamp(0, width - 2);
-        var v0 = v.floor().clamp(0, height - 2);
+        var u = ((x - S(box.MinX)) * S(width / box.Width) - S(0.5)).clamp(S(0), S(width - 1));
+        var v = (y.SubtractedFrom(box.MaxY) * S(height / box.Height) - S(0.5)).clamp(S(0), S(height - 1));
+        var u0 = u.floor().clamp(S(0), S(width - 2));
+        var v0 = v.floor().clamp(S(0), S(height - 2));
         var fu = u - u0;
         var fv = v - v0;
-        var i00 = (v0 * width + u0).to(ScalarType.Int64);
+        var i00 = (v0 * S(width)).Plus(u0).to(ScalarType.Int64);
         Tensor At(Tensor index) => table.index_select(0, index);
-        var top = At(i00) * (1 - fu) + At(i00 + 1) * fu;
-        var bottom = At(i00 + width) * (1 - fu) + At(i00 + width + 1) * fu;
-        var density = top * (1 - fv) + bottom * fv + floor;
-        var outsideX = (box.MinX - x).relu() + (x - box.MaxX).relu();
-        var outsideY = (box.MinY - y).relu() + (y - box.MaxY).relu();
-        var wall = 0.5 * (outsideX.square() + outsideY.square()) / (WallWidth * WallWidth);
+        var top = (At(i00) * fu.SubtractedFrom(1)).Plus(At(i00.Plus(1)) * fu);
+        var bottom = (At(i00.Plus(width)) * fu.SubtractedFrom(1)).Plus(At(i00.Plus(width + 1)) * fu);
+        var density = (top * fv.SubtractedFrom(1)).Plus(bottom * fv).Plus(floor);
+        var outsideX = x.SubtractedFrom(box.MinX).relu().Plus((x - S(box.MaxX)).relu());
+        var outsideY = y.SubtractedFrom(box.MinY).relu().Plus((y - S(box.MaxY)).relu());
+        var wall = S(0.5) * outsideX.Squared().Plus(outsideY.Squared()) / S(WallWidth * WallWidth);
         return density.log() - wall;
     }
 }

@@ -19,13 +19,13 @@ internal static class TwoMoons
 
     private static Tensor DistanceToHalfCircle(Tensor z, (double X, double Y) center, bool upper)
     {
-        var dx = z[.., 0] - center.X;
-        var dy = z[.., 1] - center.Y;
-        var onArcSide = upper ? dy >= 0 : dy <= 0;
-        var r = torch.sqrt(dx.square() + dy.square());
-        var toArc = (r - Radius).abs();
-        var toLeftEnd = torch.sqrt((dx + Radius).square() + dy.square());
-        var toRightEnd = torch.sqrt((dx - Radius).square() + dy.square());
+        var dx = z[.., 0] - S(center.X);
+        var dy = z[.., 1] - S(center.Y);
+        var onArcSide = upper ? dy.ge(S(0)) : dy.le(S(0));
+        var r = torch.sqrt(dx.Squared().Plus(dy.Squared()));
+        var toArc = (r - S(Radius)).abs();
+        var toLeftEnd = torch.sqrt(dx.Plus(Radius).Squared().Plus(dy.Squared()));
+        var toRightEnd = torch.sqrt((dx - S(Radius)).Squared().Plus(dy.Squared()));
         return torch.where(onArcSide, toArc, torch.minimum(toLeftEnd, toRightEnd));
     }
 
@@ -33,7 +33,7 @@ internal static class TwoMoons
     {
         var a = DistanceToHalfCircle(z, UpperCenter, upper: true);
         var b = DistanceToHalfCircle(z, LowerCenter, upper: false);
-        double k = -0.5 / (Sigma * Sigma);
-        return -torch.logaddexp(k * a.square(), k * b.square());
+        var k = S(-0.5 / (Sigma * Sigma));
+        return -torch.logaddexp(k * a.Squared(), k * b.Squared());
     }
 }

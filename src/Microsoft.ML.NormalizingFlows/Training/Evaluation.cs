@@ -40,7 +40,7 @@ public static class Evaluation
         {
             var w = (logP - logQ).to(ScalarType.Float64);
             sum += w.sum().item<double>();
-            sumSquares += w.square().sum().item<double>();
+            sumSquares += w.Squared().sum().item<double>();
         }
         double mean = sum / samples;
         double variance = Math.Max(0, (sumSquares - samples * mean * mean) / (samples - 1));

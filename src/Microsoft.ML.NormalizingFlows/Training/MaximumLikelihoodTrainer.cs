@@ -36,7 +36,6 @@ public static class MaximumLikelihoodTrainer
         var parameters = q.parameters().ToList();
         if (parameters.Count == 0) throw new ArgumentException("The flow has no trainable parameters.", nameof(q));
         using var optimizer = VariationalTrainer.CreateOptimizer(parameters, options);
-        var scheduler = options.LearningRateDecay < 1 ? optim.lr_scheduler.ExponentialLR(optimizer, options.LearningRateDecay) : null;
 
         var trace = new double[options.Iterations];
         var clock = Stopwatch.StartNew();
@@ -48,7 +47,7 @@ public static class MaximumLikelihoodTrainer
             double logLik;
             using (var scope = torch.NewDisposeScope())
             {
-                optimizer.zero_grad();
+                optimizer.ZeroGrad();
                 var x = nextBatch().to(options.DType).to(device);
                 var loss = -q.LogProb(x).mean();
                 if (!loss.requires_grad)
@@ -62,7 +61,7 @@ public static class MaximumLikelihoodTrainer
                     loss.backward();
                     var check = torch.stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.abs().sum()).ToArray()).sum();
                     ok = check.isfinite().item<bool>();
-                    if (ok) optimizer.step(); else optimizer.zero_grad();
+                    if (ok) optimizer.Step(); else optimizer.ZeroGrad();
                 }
                 if (!ok) logLik = double.NaN;
             }
@@ -73,7 +72,7 @@ public static class MaximumLikelihoodTrainer
                 throw new TrainingDivergedException(
                     $"Density estimation stopped at iteration {it}: {consecutiveBad} consecutive steps produced a non-finite log-likelihood or gradient. " +
                     $"Lower the learning rate (now {learningRate:g3}) or use Float64 precision.", it, "log q (flow)");
-            if (scheduler is not null) { scheduler.step(); learningRate *= options.LearningRateDecay; }
+            if (options.LearningRateDecay < 1) optimizer.LearningRate = learningRate *= options.LearningRateDecay;
             if (progress is not null && (it % options.ReportEvery == 0 || it == options.Iterations))
             {
                 progress.Report(new TrainingProgress(it, options.Iterations, windowCount > 0 ? windowSum / windowCount : double.NaN, learningRate, clock.Elapsed, skipped));

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.Targets;
 using TorchSharp;
+using Microsoft.ML.NormalizingFlows.Training.Optimizers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -62,7 +63,7 @@ public static class VariationalTrainer
             {
                 if (cancellationToken.IsCancellationRequested) { status = FitStatus.Cancelled; break; }
                 learningRate = LearningRateAt(it, options, schedule);
-                SetLearningRate(optimizer, learningRate);
+                optimizer.LearningRate = learningRate;
                 var (elbo, badTerm, dropped) = Step(q, target, objective, optimizer, parameters, options.BatchSize, generator, options.GradientClipNorm,
                     requireTargetGradient: it == 1);
                 trace[it - 1] = elbo;
@@ -151,31 +152,22 @@ public static class VariationalTrainer
         return options.LearningRate * schedule.Factor(iteration, options.Iterations) * warmup;
     }
 
-    private static void SetLearningRate(optim.Optimizer optimizer, double learningRate)
-    {
-        foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
-    }
-
     private static bool AllFinite(List<Parameter> parameters)
     {
         using var noGrad = torch.no_grad();
         return parameters.All(p => p.isfinite().all().item<bool>());
     }
 
-    internal static optim.Optimizer CreateOptimizer(IEnumerable<Parameter> parameters, TrainerOptions options) => options.Optimizer switch
-    {
-        OptimizerKind.Adam => optim.Adam(parameters, options.LearningRate),
-        OptimizerKind.RMSprop => optim.RMSProp(parameters, options.LearningRate),
-        _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
-    };
+    internal static FlowOptimizer CreateOptimizer(IEnumerable<Parameter> parameters, TrainerOptions options) =>
+        FlowOptimizer.Create(parameters, options.Optimizer, options.LearningRate);
 
     /// <summary>One optimizer step inside its own dispose scope (no tensor outlives the step). Returns the
     /// minibatch ELBO and, when the step had to be skipped, the name of the term that went non-finite.</summary>
     private static (double Elbo, string? BadTerm, int DroppedSamples) Step(FlowDistribution q, Target target, VariationalObjective objective,
-        optim.Optimizer optimizer, List<Parameter> parameters, int batchSize, Generator generator, double? clipNorm, bool requireTargetGradient)
+        FlowOptimizer optimizer, List<Parameter> parameters, int batchSize, Generator generator, double? clipNorm, bool requireTargetGradient)
     {
         using var scope = torch.NewDisposeScope();
-        optimizer.zero_grad();
+        optimizer.ZeroGrad();
         var terms = objective.Compute(q, target, batchSize, generator);
         if (requireTargetGradient) RequireGradientThroughTarget(target, terms.LogP);
         if (!double.IsFinite(terms.Elbo))
@@ -192,10 +184,10 @@ public static class VariationalTrainer
             : torch.stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.abs().sum()).ToArray()).sum().isfinite().item<bool>();
         if (!finiteGradient)
         {
-            optimizer.zero_grad();
+            optimizer.ZeroGrad();
             return (double.NaN, "gradient", terms.NonFiniteSamples);
         }
-        optimizer.step();
+        optimizer.Step();
         return (terms.Elbo, null, terms.NonFiniteSamples);
     }
 }

@@ -34,7 +34,7 @@ public sealed class CompositeTransform : FlowTransform
         foreach (var step in _steps)
         {
             var (y, ld) = step.Forward(x);
-            logDet = logDet is null ? ld : logDet + ld;
+            logDet = logDet is null ? ld : logDet.Plus(ld);
             x = y;
         }
         return (x, logDet ?? torch.zeros(input.shape[0], dtype: input.dtype, device: input.device));
@@ -48,7 +48,7 @@ public sealed class CompositeTransform : FlowTransform
         for (int i = _steps.Count - 1; i >= 0; i--)
         {
             var (x, ld) = _steps[i].Inverse(y);
-            logDet = logDet is null ? ld : logDet + ld;
+            logDet = logDet is null ? ld : logDet.Plus(ld);
             y = x;
         }
         return (y, logDet ?? torch.zeros(input.shape[0], dtype: input.dtype, device: input.device));

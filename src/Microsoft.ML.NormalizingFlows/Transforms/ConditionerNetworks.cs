@@ -25,10 +25,10 @@ internal sealed class MaskedLinear : nn.Module<Tensor, Tensor>
         double bound = 1.0 / Math.Sqrt(Math.Max(1, inFeatures));
         weight = new Parameter(zeroInit
             ? torch.zeros(outFeatures, inFeatures)
-            : torch.rand(outFeatures, inFeatures, generator: generator).mul_(2 * bound).sub_(bound));
+            : torch.rand(outFeatures, inFeatures, generator: generator).mul_(S(2 * bound)).sub_(S(bound)));
         bias = new Parameter(zeroInit
             ? torch.zeros(outFeatures)
-            : torch.rand(outFeatures, generator: generator).mul_(2 * bound).sub_(bound));
+            : torch.rand(outFeatures, generator: generator).mul_(S(2 * bound)).sub_(S(bound)));
         this.mask = mask ?? torch.ones(outFeatures, inFeatures);
         register_buffer("mask", this.mask);
         RegisterComponents();
@@ -112,7 +112,7 @@ internal sealed class ResidualNetwork : nn.Module<Tensor, Tensor>
         for (int i = 0; i < blocks.Count; i += 2)
         {
             var r = blocks[i].forward(torch.tanh(h));
-            h = h + blocks[i + 1].forward(torch.tanh(r));
+            h = h.Plus(blocks[i + 1].forward(torch.tanh(r)));
         }
         return output.forward(torch.tanh(h));
     }

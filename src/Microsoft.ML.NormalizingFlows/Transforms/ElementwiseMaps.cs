@@ -39,13 +39,13 @@ public sealed class AffineMap : ElementwiseMap
     private (Tensor Shift, Tensor LogScale) Split(Tensor p)
     {
         var parts = p.unbind(2);
-        return (parts[0], parts[1].div(LogScaleClamp).tanh().mul(LogScaleClamp));
+        return (parts[0], parts[1].div(S(LogScaleClamp)).tanh().mul(S(LogScaleClamp)));
     }
 
     public override (Tensor Output, Tensor LogDerivative) Forward(Tensor x, Tensor parameters)
     {
         var (t, s) = Split(parameters);
-        return (torch.addcmul(t, x, s.exp(), 1), s);
+        return (torch.addcmul(t, x, s.exp(), S(1)), s);
     }
 
     public override (Tensor Output, Tensor LogDerivative) Inverse(Tensor y, Tensor parameters)
@@ -102,12 +102,12 @@ public sealed class RationalQuadraticSplineMap : ElementwiseMap
     private Tensor Knots(Tensor raw, double minSize)
     {
         int k = Bins;
-        var sizes = torch.softmax(raw, -1).mul(1 - minSize * k).add(minSize);
-        var inner = sizes.cumsum(-1).narrow(-1, 0, k - 1).mul(2 * Bound).sub(Bound);
+        var sizes = torch.softmax(raw, -1).mul(S(1 - minSize * k)).Plus(minSize);
+        var inner = sizes.cumsum(-1).narrow(-1, 0, k - 1).mul(S(2 * Bound)).sub(S(Bound));
         var shape = raw.shape.ToArray();
         shape[^1] = 1;
-        var low = torch.full(shape, -Bound, dtype: raw.dtype, device: raw.device);
-        var high = torch.full(shape, Bound, dtype: raw.dtype, device: raw.device);
+        var low = torch.full(shape, S(-Bound), dtype: raw.dtype, device: raw.device);
+        var high = torch.full(shape, S(Bound), dtype: raw.dtype, device: raw.device);
         return torch.cat(new[] { low, inner, high }, -1);
     }
 
@@ -119,15 +119,15 @@ public sealed class RationalQuadraticSplineMap : ElementwiseMap
         var rawDerivatives = parameters.narrow(-1, 2 * k, k - 1);
 
         // Clip first: every later operation sees values inside [−B, B].
-        var inside = input.ge(-Bound).logical_and(input.le(Bound));
-        var clipped = input.clamp(-Bound, Bound);
+        var inside = input.ge(S(-Bound)).logical_and(input.le(S(Bound)));
+        var clipped = input.clamp(S(-Bound), S(Bound));
 
         var xKnots = Knots(rawWidths, MinBinWidth);    // [B, d, K+1]
         var yKnots = Knots(rawHeights, MinBinHeight);
         var widths = xKnots.narrow(-1, 1, k) - xKnots.narrow(-1, 0, k);
         var heights = yKnots.narrow(-1, 1, k) - yKnots.narrow(-1, 0, k);
         var ones = torch.ones_like(rawWidths.narrow(-1, 0, 1));
-        var derivatives = torch.cat(new[] { ones, nn.functional.softplus(rawDerivatives + derivativeShift) + MinDerivative, ones }, -1);
+        var derivatives = torch.cat(new[] { ones, rawDerivatives.Plus(derivativeShift).Softplus().Plus(MinDerivative), ones }, -1);
 
         // Bin index: number of interior knots ≤ the value, in [0, K−1].
         var knots = inverse ? yKnots : xKnots;
@@ -138,39 +138,39 @@ public sealed class RationalQuadraticSplineMap : ElementwiseMap
         var w = Pick(widths);
         var h = Pick(heights);
         var d0 = Pick(derivatives);
-        var d1 = derivatives.gather(-1, bin + 1).squeeze(-1);
+        var d1 = derivatives.gather(-1, bin.Plus(1)).squeeze(-1);
         var slope = h / w;
-        var curvature = d1 + d0 - 2 * slope;
+        var curvature = d1.Plus(d0) - S(2) * slope;
 
         Tensor theta, output;
         if (!inverse)
         {
-            theta = ((clipped - x0) / w).clamp(0, 1);
-            var t1m = theta * (1 - theta);
-            var numerator = h * (slope * theta.square() + d0 * t1m);
-            var denominator = slope + curvature * t1m;
-            output = y0 + numerator / denominator;
+            theta = ((clipped - x0) / w).clamp(S(0), S(1));
+            var t1m = theta * theta.SubtractedFrom(1);
+            var numerator = h * (slope * theta.Squared()).Plus(d0 * t1m);
+            var denominator = slope.Plus(curvature * t1m);
+            output = y0.Plus(numerator / denominator);
         }
         else
         {
             var dy = clipped - y0;
-            var a = h * (slope - d0) + dy * curvature;
+            var a = (h * (slope - d0)).Plus(dy * curvature);
             var b = h * d0 - dy * curvature;
             var c = -slope * dy;
             // The discriminant is positive for a monotone spline; the floor only guards rounding (and keeps
             // sqrt's gradient finite).
-            var root = (b.square() - 4 * a * c).clamp_min(1e-30).sqrt();
+            var root = (b.Squared() - S(4) * a * c).clamp_min(S(1e-30)).sqrt();
             // The root in [0, 1] is 2c / (−b − √D) = (−b + √D) / (2a). The first form cancels when b < 0,
             // the second when b > 0: take each where it is stable (both branches finite, so where is safe).
-            var negativeB = b.lt(0);
-            var stableForPositiveB = 2 * c / (-b - root);
-            var stableForNegativeB = (root - b) / (2 * torch.where(negativeB, a, torch.ones_like(a)));
-            theta = torch.where(negativeB, stableForNegativeB, stableForPositiveB).clamp(0, 1);
-            output = theta * w + x0;
+            var negativeB = b.lt(S(0));
+            var stableForPositiveB = S(2) * c / (-b - root);
+            var stableForNegativeB = (root - b) / (S(2) * torch.where(negativeB, a, torch.ones_like(a)));
+            theta = torch.where(negativeB, stableForNegativeB, stableForPositiveB).clamp(S(0), S(1));
+            output = (theta * w).Plus(x0);
         }
-        var s = theta * (1 - theta);
-        var den = slope + curvature * s;
-        var logDerivative = 2 * slope.log() + (d1 * theta.square() + 2 * slope * s + d0 * (1 - theta).square()).log() - 2 * den.log();
+        var s = theta * theta.SubtractedFrom(1);
+        var den = slope.Plus(curvature * s);
+        var logDerivative = (S(2) * slope.log()).Plus((d1 * theta.Squared()).Plus(S(2) * slope * s).Plus(d0 * theta.SubtractedFrom(1).Squared()).log()) - S(2) * den.log();
         if (inverse) logDerivative = -logDerivative;
         return (torch.where(inside, output, input), torch.where(inside, logDerivative, torch.zeros_like(logDerivative)));
     }

@@ -43,7 +43,7 @@ public sealed class FixedAffineTransform : FlowTransform
     {
         CheckInput(input);
         var (l, s, ld) = Buffers();
-        return (torch.addcmul(l, input, s, 1), ld.expand(input.shape[0]).clone());
+        return (torch.addcmul(l, input, s, S(1)), ld.expand(input.shape[0]).clone());
     }
 
     public override bool HasInverse => true;

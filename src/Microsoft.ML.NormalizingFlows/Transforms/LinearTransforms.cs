@@ -72,7 +72,7 @@ public sealed class LUInvertibleLinear : FlowTransform
 
     public LUInvertibleLinear(int dimension, Generator? generator = null) : base(nameof(LUInvertibleLinear), dimension)
     {
-        var order = generator is null ? torch.arange(dimension) : torch.randperm(dimension, generator: generator);
+        var order = generator is null ? torch.arange(S(0), S(dimension), S(1)) : torch.randperm(dimension, generator: generator);
         permutation = torch.eye(dimension).index_select(0, order);
         strictLower = torch.ones(dimension, dimension).tril(-1);
         strictUpper = torch.ones(dimension, dimension).triu(1);
@@ -91,7 +91,7 @@ public sealed class LUInvertibleLinear : FlowTransform
     public override bool HasInverse => true;
 
     private (Tensor L, Tensor U) Factors() =>
-        (lower * strictLower + identity, upper * strictUpper + torch.diag(logDiagonal.exp()));
+        ((lower * strictLower).Plus(identity), (upper * strictUpper).Plus(torch.diag(logDiagonal.exp())));
 
     /// <summary>W = P L U.</summary>
     public Tensor Weight { get { var (l, u) = Factors(); return permutation.matmul(l).matmul(u); } }
@@ -151,7 +151,7 @@ public sealed class ActNorm : FlowTransform
         if (!training || input.shape[0] < 2 || IsInitialized) return;
         using var noGrad = torch.no_grad();
         var mean = input.mean(new long[] { 0 });
-        var sd = input.std(0, unbiased: false).clamp_min(1e-6);
+        var sd = input.std(0, unbiased: false).clamp_min(S(1e-6));
         if (fromForward)
         {
             // y = (x − mean)/sd: s = −log sd, b = −mean/sd.
@@ -164,7 +164,7 @@ public sealed class ActNorm : FlowTransform
             logScale.copy_(sd.log());
             bias.copy_(mean);
         }
-        initialized.fill_(1);
+        initialized.fill_(S(1));
         knownInitialized = true;
     }
 
@@ -172,7 +172,7 @@ public sealed class ActNorm : FlowTransform
     {
         CheckInput(input);
         MaybeInitialize(input, fromForward: true);
-        return (torch.addcmul(bias, input, logScale.exp(), 1), logScale.sum().expand(input.shape[0]));
+        return (torch.addcmul(bias, input, logScale.exp(), S(1)), logScale.sum().expand(input.shape[0]));
     }
 
     public override (Tensor Output, Tensor LogAbsDetJacobian) Inverse(Tensor input)

@@ -37,8 +37,8 @@ public sealed class PlanarFlow : FlowTransform
         if (layers <= 0) throw new ArgumentOutOfRangeException(nameof(layers), layers, "A planar flow needs at least one layer (K ≥ 1).");
         if (!(initScale > 0) || double.IsInfinity(initScale)) throw new ArgumentOutOfRangeException(nameof(initScale), initScale, "initScale must be positive and finite.");
         Layers = layers;
-        var wInit = torch.randn(layers, dimension, generator: generator).mul_(initScale);
-        var uInit = torch.randn(layers, dimension, generator: generator).mul_(initScale);
+        var wInit = torch.randn(layers, dimension, generator: generator).mul_(S(initScale));
+        var uInit = torch.randn(layers, dimension, generator: generator).mul_(S(initScale));
         if (constraint == PlanarConstraint.Softplus)
         {
             // Start near the identity. With small w, û's component along w is (m(wᵀu) − wᵀu)/‖w‖, large
@@ -46,11 +46,11 @@ public sealed class PlanarFlow : FlowTransform
             // (measured: KL 0.73 instead of 0.11 after the seed's 20,000 steps on the ring). Moving u along w so
             // that wᵀu = softplus⁻¹(1) gives wᵀû = 0: û is u's part orthogonal to w, a small shear.
             var wtu = (wInit * uInit).sum(1);
-            uInit.add_(((Math.Log(Math.E - 1) - wtu) / wInit.square().sum(1)).unsqueeze(1) * wInit);
+            uInit.PlusInPlace((wtu.SubtractedFrom(Math.Log(Math.E - 1)) / wInit.Squared().sum(1)).unsqueeze(1) * wInit);
         }
         w = new TorchSharp.Modules.Parameter(wInit);
         u = new TorchSharp.Modules.Parameter(uInit);
-        b = new TorchSharp.Modules.Parameter(torch.randn(layers, generator: generator).mul_(initScale));
+        b = new TorchSharp.Modules.Parameter(torch.randn(layers, generator: generator).mul_(S(initScale)));
         RegisterComponents();
     }
 
@@ -70,12 +70,12 @@ public sealed class PlanarFlow : FlowTransform
     {
         var wtu = (w * u).sum(1);
         var m = Constraint == PlanarConstraint.Softplus
-            ? nn.functional.softplus(wtu) - 1
+            ? wtu.Softplus() - S(1)
             // x for x ≥ −1 + δ; −1 + δ²/(2δ − 1 − x) below (value and slope 1 match at the knee). The reciprocal
             // tail nears −1 only polynomially, so m stays > −1 in float32 for any realistic wᵀu (an exponential
             // tail rounds to −1, det J = 0, within a few units). The clamp keeps the unused branch finite.
-            : torch.where(wtu >= SlackKnee, wtu, -1 + SlackDelta * SlackDelta / (2 * SlackDelta - 1 - wtu.clamp_max(SlackKnee)));
-        var uHat = u + ((m - wtu) / w.square().sum(1)).unsqueeze(1) * w;
+            : torch.where(wtu.ge(S(SlackKnee)), wtu, S(SlackDelta * SlackDelta) / wtu.clamp_max(S(SlackKnee)).SubtractedFrom(2 * SlackDelta - 1) - S(1));
+        var uHat = u.Plus(((m - wtu) / w.Squared().sum(1)).unsqueeze(1) * w);
         return (uHat, m); // wᵀû = wᵀu + (m − wᵀu) = m
     }
 
@@ -117,8 +117,8 @@ public sealed class PlanarFlow : FlowTransform
             z = torch.addr(z, h, us[k]);                           // z + h ûᵀ
         }
         // log det_k = log(1 + (1 − h_k²) wᵀû_k), all layers at once: [B, K] → [B].
-        var h2 = torch.stack(hs, 1).square();
-        var logDet = torch.log1p((1 - h2) * wtuHat).sum(1);
+        var h2 = torch.stack(hs, 1).Squared();
+        var logDet = torch.log1p(h2.SubtractedFrom(1) * wtuHat).sum(1);
         return (z, logDet);
     }
 
@@ -148,20 +148,20 @@ public sealed class PlanarFlow : FlowTransform
             var bk = b64[k];
             var m = wtuHat[k];
             var target = torch.mv(y, wk);
-            var spread = m.abs() + 1e-12;
+            var spread = m.abs().Plus(1e-12);
             var lo = target - spread;
-            var hi = target + spread;
+            var hi = target.Plus(spread);
             for (int i = 0; i < iterations; i++)
             {
-                var mid = (lo + hi) * 0.5;
-                var tooHigh = (mid + m * torch.tanh(mid + bk)) > target;
+                var mid = lo.Plus(hi) * S(0.5);
+                var tooHigh = mid.Plus(m * torch.tanh(mid.Plus(bk))) > target;
                 hi = torch.where(tooHigh, mid, hi);
                 lo = torch.where(tooHigh, lo, mid);
             }
-            var a = (lo + hi) * 0.5;
-            var h = torch.tanh(a + bk);
+            var a = lo.Plus(hi) * S(0.5);
+            var h = torch.tanh(a.Plus(bk));
             y = y - h.unsqueeze(1) * uHat[k];
-            logDet = logDet - torch.log1p((1 - h.square()) * m);
+            logDet = logDet - torch.log1p(h.Squared().SubtractedFrom(1) * m);
         }
         return (y.to(input.dtype), logDet.to(input.dtype));
     }

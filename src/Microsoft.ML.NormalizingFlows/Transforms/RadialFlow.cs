@@ -21,9 +21,9 @@ public sealed class RadialFlow : FlowTransform
         if (layers <= 0) throw new ArgumentOutOfRangeException(nameof(layers), layers, "A radial flow needs at least one layer (K ≥ 1).");
         if (!(initScale > 0) || double.IsInfinity(initScale)) throw new ArgumentOutOfRangeException(nameof(initScale), initScale, "initScale must be positive and finite.");
         Layers = layers;
-        z0 = new TorchSharp.Modules.Parameter(torch.randn(layers, dimension, generator: generator).mul_(initScale * 10));
-        alphaRaw = new TorchSharp.Modules.Parameter(torch.randn(layers, generator: generator).mul_(initScale));
-        betaRaw = new TorchSharp.Modules.Parameter(torch.randn(layers, generator: generator).mul_(initScale));
+        z0 = new TorchSharp.Modules.Parameter(torch.randn(layers, dimension, generator: generator).mul_(S(initScale * 10)));
+        alphaRaw = new TorchSharp.Modules.Parameter(torch.randn(layers, generator: generator).mul_(S(initScale)));
+        betaRaw = new TorchSharp.Modules.Parameter(torch.randn(layers, generator: generator).mul_(S(initScale)));
         RegisterComponents();
     }
 
@@ -31,8 +31,8 @@ public sealed class RadialFlow : FlowTransform
 
     private (Tensor Alpha, Tensor Beta) Constrained()
     {
-        var alpha = nn.functional.softplus(alphaRaw);
-        var beta = nn.functional.softplus(betaRaw) - alpha;
+        var alpha = alphaRaw.Softplus();
+        var beta = betaRaw.Softplus() - alpha;
         return (alpha, beta);
     }
 
@@ -49,12 +49,12 @@ public sealed class RadialFlow : FlowTransform
         {
             var diff = z - centers[k];
             var r = diff.norm(1);                                  // [B]
-            var h = 1 / (alphas[k] + r);
+            var h = alphas[k].Plus(r).reciprocal();
             var betaH = betas[k] * h;
-            z = z + betaH.unsqueeze(1) * diff;
+            z = z.Plus(betaH.unsqueeze(1) * diff);
             // 1 + βh + βh'r with h' = −h²:  1 + βh − βrh²
-            var ld = (Dimension - 1) * torch.log1p(betaH) + torch.log1p(betaH - betas[k] * r * h.square());
-            logDet = logDet is null ? ld : logDet + ld;
+            var ld = (S(Dimension - 1) * torch.log1p(betaH)).Plus(torch.log1p(betaH - betas[k] * r * h.Squared()));
+            logDet = logDet is null ? ld : logDet.Plus(ld);
         }
         return (z, logDet!);
     }
@@ -73,12 +73,12 @@ public sealed class RadialFlow : FlowTransform
             var bt = beta[k];
             var diffY = y - z0[k];
             var rho = diffY.norm(1);
-            var c = a + bt - rho;
-            var r = (torch.sqrt(c.square() + 4 * a * rho) - c) / 2;   // positive root
-            var h = 1 / (a + r);
+            var c = a.Plus(bt) - rho;
+            var r = (torch.sqrt(c.Squared().Plus(S(4) * a * rho)) - c) / S(2);   // positive root
+            var h = a.Plus(r).reciprocal();
             var betaH = bt * h;
-            y = z0[k] + diffY / (1 + betaH).unsqueeze(1);
-            var ld = (Dimension - 1) * torch.log1p(betaH) + torch.log1p(betaH - bt * r * h.square());
+            y = z0[k].Plus(diffY / betaH.Plus(1).unsqueeze(1));
+            var ld = (S(Dimension - 1) * torch.log1p(betaH)).Plus(torch.log1p(betaH - bt * r * h.Squared()));
             logDet = logDet is null ? -ld : logDet - ld;
         }
         return (y, logDet!);

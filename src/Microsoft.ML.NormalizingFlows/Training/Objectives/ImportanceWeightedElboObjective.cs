@@ -68,13 +68,13 @@ public sealed class ImportanceWeightedElboObjective : VariationalObjective
             rows = torch.where(finiteRows, rows, double.NegativeInfinity);
             rows = torch.where(validRows.unsqueeze(1), rows, 0.0);
         }
-        var bound = torch.logsumexp(rows, 1) - Math.Log(m);                  // [B]: L_M per outer row
+        var bound = torch.logsumexp(rows, 1) - S(Math.Log(m));                 // [B]: L_M per outer row
         Tensor perRowForGradient = bound;
         if (Estimator == GradientEstimator.DoublyReparameterized && m > 1)
         {
             var normalized = torch.softmax(rows, 1).detach();                // w̃ (0 for the dropped draws)
             var safeRows = torch.where(rows.isfinite(), rows, 0.0);
-            perRowForGradient = bound.detach() + (normalized.square() * (safeRows - safeRows.detach())).sum(1);
+            perRowForGradient = bound.detach().Plus((normalized.Squared() * (safeRows - safeRows.detach())).sum(1));
         }
 
         Tensor loss, value;

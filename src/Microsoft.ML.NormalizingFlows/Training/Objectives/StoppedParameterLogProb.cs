@@ -41,7 +41,7 @@ public static class StoppedParameterLogProb
             foreach (var p in parameters) p.requires_grad = false;
             if (q.Transform is null) return q.LogProb(z);
             var score = ScoreAtDraws(q, noise);
-            return logQ.detach() + (score * (z - z.detach())).sum(1);
+            return logQ.detach().Plus((score * (z - z.detach())).sum(1));
         }
         finally
         {

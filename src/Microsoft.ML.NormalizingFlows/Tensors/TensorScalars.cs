@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.NormalizingFlows;
+namespace Microsoft.ML.NormalizingFlows.Tensors;
 
 internal static class TensorScalars
 {

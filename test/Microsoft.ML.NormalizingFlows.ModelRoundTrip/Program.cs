@@ -3,8 +3,9 @@ using Microsoft.ML.Data;
 using Microsoft.ML.NormalizingFlows.MLNet;
 
 // Usage: ModelRoundTrip MODEL.zip ROWS OUTPUT.bin
-// Loads the model in this fresh process, transforms ROWS empty rows, and writes every float of every
-// Single / vector-of-Single output column (in schema order) to OUTPUT.bin. Prints what it loaded.
+// Loads the model in this fresh process, transforms ROWS empty rows (a density model: generates ROWS rows and
+// scores them), and writes every float of every Single / vector-of-Single output column (in schema order) to
+// OUTPUT.bin. Prints what it loaded.
 if (args.Length != 3)
 {
     Console.Error.WriteLine("Usage: ModelRoundTrip MODEL.zip ROWS OUTPUT.bin");
@@ -24,7 +25,10 @@ catch (Exception e)
 }
 foreach (var flow in NormalizingFlowTransformer.FindAll(model))
     Console.WriteLine($"FLOW {flow.GetType().FullName} mode={flow.Mode} d={flow.Dimension} target={(flow.Target?.Name ?? "none")} names={flow.Names}");
-var output = model.Transform(mlContext.Data.CreateEmptyRows(long.Parse(args[1])));
+var density = model as NormalizingFlowTransformer is { Mode: FlowFitMode.DensityEstimation } d ? d : null;
+var output = density is null
+    ? model.Transform(mlContext.Data.CreateEmptyRows(long.Parse(args[1])))
+    : density.ScoreLogQ(density.Generate(long.Parse(args[1])), "Sample", "Score");
 using var file = new BinaryWriter(File.Create(args[2]));
 foreach (var column in output.Schema)
 {

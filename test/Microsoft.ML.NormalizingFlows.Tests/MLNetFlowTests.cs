@@ -56,8 +56,10 @@ public sealed class MLNetFlowTests
         Assert.AreEqual(NumberDataViewType.Single, z.ItemType);
         foreach (var name in new[] { "Q", "P", "W", "Features" }) Assert.IsTrue(Find(shape, name, out _), name);
 
+        // A density model scores rows: LogQ of the input column, no draws appended.
         var density = ml.Transforms.NormalizingFlowDensity(inputColumnName: "Features", flow: "radial").GetOutputSchema(inputShape);
-        Assert.IsTrue(Find(density, "Sample", out _));
+        Assert.IsTrue(Find(density, "LogQ", out _));
+        Assert.IsFalse(Find(density, "Sample", out _));
         Assert.IsFalse(Find(density, "LogP", out _));
 
         var model = FitRing(ml, options: Quick(iterations: 5));
@@ -119,6 +121,7 @@ public sealed class MLNetFlowTests
     }
 
     private sealed class Point { public float X { get; set; } public float Y { get; set; } }
+    private sealed class Scored { public float LogQ { get; set; } }
     private sealed class Out
     {
         [VectorType(2)] public float[] Sample { get; set; } = Array.Empty<float>();
@@ -162,9 +165,15 @@ public sealed class MLNetFlowTests
             .Append(ml.Transforms.NormalizeMinMax("Features"))
             .Append(ml.Transforms.NormalizingFlowDensity(new NormalizingFlowEstimator.Options { Flow = "full-rank", Iterations = 50, Seed = 1 }))
             .Fit(data);
-        var synthetic = density.Transform(data).GetColumn<float[]>("Sample").ToList();
+        var scores = density.Transform(data).GetColumn<float>("LogQ").ToList();
+        Assert.AreEqual(40, scores.Count);
+        Assert.IsTrue(scores.All(float.IsFinite));
+        var synthetic = NormalizingFlowTransformer.FindAll(density).Single().Generate(40).GetColumn<float[]>("Sample").ToList();
         Assert.AreEqual(40, synthetic.Count);
         Assert.IsTrue(synthetic.All(s => s.Length == 2 && s.All(float.IsFinite)));
+        // A prediction engine over the density pipeline scores one row at a time, with the same value.
+        var densityEngine = ml.Model.CreatePredictionEngine<Point, Scored>(density);
+        Assert.AreEqual(scores[7], densityEngine.Predict(rows[7]).LogQ, 1e-4f);
     }
 
     [TestMethod]
@@ -187,25 +196,27 @@ public sealed class MLNetFlowTests
 
     private static (ITransformer Model, DataViewSchema Schema) FitPipeline(MLContext ml, Target target)
     {
-        // ML.NET cannot save an input schema without columns; the flow reads no input columns, so any will do.
-        var empty = ml.Data.LoadFromEnumerable(new[] { new Point() });
+        // The natural schema to save with: the library's own empty rows (ML.NET refused a schema without columns).
         var model = ml.Transforms.NormalizingFlow(target, Quick(iterations: 40))
             .Append(ml.Transforms.CopyColumns("SampleScaled", "Sample"))
             .Append(ml.Transforms.NormalizeMinMax("SampleScaled"))
             .Fit(ml.Data.CreateEmptyRows(100));
-        return (model, empty.Schema);
+        return (model, ml.Data.CreateEmptyRows(0).Schema);
     }
 
+    /// <summary>Every Single value a model produces for N rows, as the fresh-process helper writes them.</summary>
     private static byte[] Outputs(ITransformer model, long rows)
     {
-        var output = model.Transform(new MLContext().Data.CreateEmptyRows(rows));
+        // A density model generates N rows and scores them; a variational model transforms N empty rows.
+        var density = model as NormalizingFlowTransformer is { Mode: FlowFitMode.DensityEstimation } d ? d : null;
+        var output = density is null ? model.Transform(new MLContext().Data.CreateEmptyRows(rows)) : density.ScoreLogQ(density.Generate(rows), "Sample", "Score");
         using var stream = new MemoryStream();
         using var w = new BinaryWriter(stream);
         foreach (var column in output.Schema.Where(c => !c.IsHidden))
         {
             if (column.Type is VectorDataViewType)
                 foreach (var row in output.GetColumn<float[]>(column)) foreach (var v in row) w.Write(v);
-            else foreach (var v in output.GetColumn<float>(column)) w.Write(v);
+            else if (column.Type == NumberDataViewType.Single) foreach (var v in output.GetColumn<float>(column)) w.Write(v);
         }
         w.Flush();
         return stream.ToArray();

@@ -200,6 +200,10 @@ public sealed class FitReport
     /// <summary>10^(1/(1 − k)): the draws PSIS needs for k̂ to pass (Vehtari et al. 2024).</summary>
     private static double MinimumDraws(double k) => Math.Pow(10, 1 / (1 - k));
 
+    /// <summary>The report without its draws (what a saved model keeps).</summary>
+    public FitReportSummary Summary() => new(TargetName, Verdict, Reasons.ToArray(), ParetoK, ReplicateParetoK.ToArray(), VerdictParetoK, KThreshold,
+        EffectiveSampleSize, Samples, NonFiniteDraws, Elbo.Mean, Elbo.StandardError, Kl, LogRatioSpread, Format());
+
     /// <summary>A multi-line, human-readable report (what the CLI prints after every fit).</summary>
     public string Format()
     {

@@ -37,8 +37,12 @@ internal sealed class FlowSampleDataView : IDataView
     {
         this.model = model;
         this.input = input;
-        Schema = model.GetOutputSchema(input.Schema);
+        Schema = model.SampleSchema(input.Schema);
+        blockRows = model.BlockRowsFor(input.GetRowCount());
     }
+
+    /// <summary>Rows per block for this view: the model's block size, clipped to a smaller input (Generate(3) computes 3 draws).</summary>
+    private readonly int blockRows;
 
     public bool CanShuffle => input.CanShuffle;
     public DataViewSchema Schema { get; }
@@ -47,14 +51,14 @@ internal sealed class FlowSampleDataView : IDataView
     public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
     {
         var (inputColumns, active) = Split(columnsNeeded);
-        return new FlowSampleCursor(model, Schema, input.GetRowCursor(inputColumns, rand), active);
+        return new FlowSampleCursor(model, Schema, input.GetRowCursor(inputColumns, rand), active, blockRows);
     }
 
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null)
     {
         var (inputColumns, active) = Split(columnsNeeded);
         return input.GetRowCursorSet(inputColumns, n, rand)
-            .Select(c => (DataViewRowCursor)new FlowSampleCursor(model, Schema, c, active)).ToArray();
+            .Select(c => (DataViewRowCursor)new FlowSampleCursor(model, Schema, c, active, blockRows)).ToArray();
     }
 
     private (List<DataViewSchema.Column> Input, bool[] Active) Split(IEnumerable<DataViewSchema.Column> columnsNeeded)
@@ -82,11 +86,13 @@ internal sealed class FlowSampleCursor : DataViewRowCursor
     private readonly bool[] active;
     private readonly int inputCount;
     private readonly ValueGetter<DataViewRowId> idGetter;
+    private readonly int blockRows;
     private NormalizingFlowTransformer.Block? recent, older;
 
-    public FlowSampleCursor(NormalizingFlowTransformer model, DataViewSchema schema, DataViewRow input, bool[] active)
+    public FlowSampleCursor(NormalizingFlowTransformer model, DataViewSchema schema, DataViewRow input, bool[] active, int blockRows)
     {
         this.model = model;
+        this.blockRows = blockRows;
         this.input = input;
         this.active = active;
         Schema = schema;
@@ -127,7 +133,8 @@ internal sealed class FlowSampleCursor : DataViewRowCursor
             }),
             1 => (ValueGetter<float>)((ref float value) => { var (b, o) = Current(); value = b.LogQ[o]; }),
             2 => (ValueGetter<float>)((ref float value) => { var (b, o) = Current(); value = b.LogP![o]; }),
-            _ => (ValueGetter<float>)((ref float value) => { var (b, o) = Current(); value = b.LogWeight![o]; }),
+            3 => (ValueGetter<float>)((ref float value) => { var (b, o) = Current(); value = b.LogWeight![o]; }),
+            _ => (ValueGetter<float>)((ref float value) => { var (b, o) = Current(); value = b.Weight![o]; }),
         };
         return getter as ValueGetter<TValue>
             ?? throw new InvalidOperationException($"Column '{column.Name}' has type {column.Type}; a getter of {typeof(TValue).Name} was requested.");
@@ -137,7 +144,7 @@ internal sealed class FlowSampleCursor : DataViewRowCursor
     {
         DataViewRowId id = default;
         idGetter(ref id);
-        ulong size = (ulong)model.BlockSize;
+        ulong size = (ulong)blockRows;
         ulong index = id.Low / size;
         int offset = (int)(id.Low % size);
         if (recent is not null && recent.Index == index && recent.High == id.High) return (recent, offset);
@@ -147,7 +154,7 @@ internal sealed class FlowSampleCursor : DataViewRowCursor
             return (recent!, offset);
         }
         older = recent;
-        recent = model.ComputeBlock(id.High, index);
+        recent = model.ComputeBlock(id.High, index, blockRows);
         return (recent, offset);
     }
 
@@ -162,7 +169,7 @@ internal sealed class FlowSampleCursor : DataViewRowCursor
 internal sealed class FlowRowMapper(NormalizingFlowTransformer model, DataViewSchema inputSchema) : IRowToRowMapper
 {
     public DataViewSchema InputSchema { get; } = inputSchema;
-    public DataViewSchema OutputSchema { get; } = model.GetOutputSchema(inputSchema);
+    public DataViewSchema OutputSchema { get; } = model.SampleSchema(inputSchema);
 
     public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns) =>
         dependingColumns.Where(c => c.Index < InputSchema.Count).Select(c => InputSchema[c.Index]).ToArray();
@@ -173,20 +180,88 @@ internal sealed class FlowRowMapper(NormalizingFlowTransformer model, DataViewSc
         var active = new bool[OutputSchema.Count - InputSchema.Count];
         foreach (var c in activeColumns ?? Enumerable.Empty<DataViewSchema.Column>())
             if (c.Index >= InputSchema.Count) active[c.Index - InputSchema.Count] = true;
-        return new FlowSampleCursor(model, OutputSchema, input, active);
+        return new FlowSampleCursor(model, OutputSchema, input, active, model.BlockSize);
     }
 }
 
-/// <summary>N rows with no columns and ids 0 … N − 1: the input of <see cref="NormalizingFlowTransformer.Generate"/>.</summary>
-internal sealed class RowsDataView(long count) : IDataView
+/// <summary>The row-to-row mapper of a density model: log q of one row's vector column at a time (prediction engines).</summary>
+internal sealed class FlowScoreRowMapper(NormalizingFlowTransformer model, DataViewSchema inputSchema, DataViewSchema.Column vectorColumn, string outputColumnName)
+    : IRowToRowMapper
 {
+    public DataViewSchema InputSchema { get; } = inputSchema;
+    public DataViewSchema OutputSchema { get; } = FlowScoreDataView.OutputSchema(inputSchema, outputColumnName);
+    private NormalizingFlowTransformer Model => model;
+    private DataViewSchema.Column VectorColumn => vectorColumn;
+
+    public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns)
+    {
+        var needed = dependingColumns.Where(c => c.Index < InputSchema.Count).Select(c => InputSchema[c.Index]).ToList();
+        if (dependingColumns.Any(c => c.Index >= InputSchema.Count)) needed.Add(vectorColumn);
+        return needed.Distinct().ToArray();
+    }
+
+    public DataViewRow GetRow(DataViewRow input, IEnumerable<DataViewSchema.Column> activeColumns)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        bool scoreActive = (activeColumns ?? Enumerable.Empty<DataViewSchema.Column>()).Any(c => c.Index >= InputSchema.Count);
+        return new Row(this, input, scoreActive);
+    }
+
+    private sealed class Row(FlowScoreRowMapper parent, DataViewRow input, bool scoreActive) : DataViewRow
+    {
+        private VBuffer<float> values;
+        public override DataViewSchema Schema => parent.OutputSchema;
+        public override long Position => input.Position;
+        public override long Batch => input.Batch;
+        public override ValueGetter<DataViewRowId> GetIdGetter() => input.GetIdGetter();
+        public override bool IsColumnActive(DataViewSchema.Column column) =>
+            column.Index < parent.InputSchema.Count ? input.IsColumnActive(parent.InputSchema[column.Index]) : scoreActive;
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            if (column.Index < parent.InputSchema.Count) return input.GetGetter<TValue>(parent.InputSchema[column.Index]);
+            if (!scoreActive) throw new InvalidOperationException($"Column '{column.Name}' was not requested.");
+            var get = input.GetGetter<VBuffer<float>>(parent.VectorColumn);
+            ValueGetter<float> getter = (ref float value) =>
+            {
+                get(ref values);
+                var dense = new float[parent.Model.Dimension];
+                values.CopyTo(dense);
+                value = parent.Model.LogProbOf(dense, 1)[0];
+            };
+            return getter as ValueGetter<TValue>
+                ?? throw new InvalidOperationException($"Column '{column.Name}' has type Single; a getter of {typeof(TValue).Name} was requested.");
+        }
+    }
+}
+
+/// <summary>
+/// N rows with ids 0 … N − 1 and one column, <see cref="ColumnName"/> (Int64, the row's index): the input of
+/// <see cref="NormalizingFlowTransformer.Generate"/> and of <c>CreateEmptyRows</c>. The column is there so that the
+/// schema can be saved with a model (<c>mlContext.Model.Save(model, rows.Schema, path)</c>; ML.NET refuses an empty
+/// schema with "No valid columns to save").
+/// </summary>
+internal sealed class RowsDataView : IDataView
+{
+    public const string ColumnName = "RowIndex";
+    private readonly long count;
+
+    public RowsDataView(long count)
+    {
+        this.count = count;
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumn(ColumnName, NumberDataViewType.Int64);
+        Schema = builder.ToSchema();
+    }
+
     public bool CanShuffle => false;
-    public DataViewSchema Schema { get; } = new DataViewSchema.Builder().ToSchema();
+    public DataViewSchema Schema { get; }
     public long? GetRowCount() => count;
-    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null) => new Cursor(Schema, count);
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null) =>
+        new Cursor(Schema, count, (columnsNeeded ?? Enumerable.Empty<DataViewSchema.Column>()).Any());
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) => new[] { GetRowCursor(columnsNeeded, rand) };
 
-    private sealed class Cursor(DataViewSchema schema, long count) : DataViewRowCursor
+    private sealed class Cursor(DataViewSchema schema, long count, bool active) : DataViewRowCursor
     {
         private long position = -1;
         public override DataViewSchema Schema => schema;
@@ -194,9 +269,13 @@ internal sealed class RowsDataView(long count) : IDataView
         public override long Batch => 0;
         public override bool MoveNext() => position < count && ++position < count;
         public override ValueGetter<DataViewRowId> GetIdGetter() => (ref DataViewRowId id) => id = new DataViewRowId((ulong)position, 0);
-        public override bool IsColumnActive(DataViewSchema.Column column) => false;
-        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column) =>
-            throw new ArgumentOutOfRangeException(nameof(column), "This view has no columns.");
+        public override bool IsColumnActive(DataViewSchema.Column column) => active;
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            if (column.Index != 0) throw new ArgumentOutOfRangeException(nameof(column), $"Column '{column.Name}' is not in this view.");
+            ValueGetter<long> getter = (ref long value) => value = position;
+            return getter as ValueGetter<TValue> ?? throw new InvalidOperationException($"Column '{ColumnName}' is Int64; a getter of {typeof(TValue).Name} was requested.");
+        }
     }
 }
 
@@ -217,10 +296,16 @@ internal sealed class FlowScoreDataView : IDataView
         this.model = model;
         this.input = input;
         this.vectorColumn = vectorColumn;
+        Schema = OutputSchema(input.Schema, outputColumnName);
+    }
+
+    /// <summary>The input's columns plus one Single column of scores.</summary>
+    internal static DataViewSchema OutputSchema(DataViewSchema inputSchema, string outputColumnName)
+    {
         var builder = new DataViewSchema.Builder();
-        builder.AddColumns(input.Schema);
+        builder.AddColumns(inputSchema);
         builder.AddColumn(outputColumnName, NumberDataViewType.Single);
-        Schema = builder.ToSchema();
+        return builder.ToSchema();
     }
 
     public bool CanShuffle => input.CanShuffle;

@@ -75,7 +75,7 @@ public static class NormalizingFlowCatalog
         });
 
     /// <summary>
-    /// A view of <paramref name="rowCount"/> rows with no columns and row ids 0 … N − 1: the input that asks a
+    /// A view of <paramref name="rowCount"/> rows with row ids 0 … N − 1 and one Int64 column, RowIndex: the input that asks a
     /// flow transformer for N draws (e.g. <c>model.Transform(mlContext.Data.CreateEmptyRows(1000))</c>).
     /// </summary>
     public static IDataView CreateEmptyRows(this DataOperationsCatalog catalog, long rowCount)

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.NormalizingFlows.Diagnostics;
 using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.Persistence;
 using Microsoft.ML.NormalizingFlows.Targets;
@@ -62,8 +63,38 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         public int? Threads { get; set; }
         /// <summary>Density estimation: standardize the data (per-coordinate mean and sd from a first pass) before the flow; the fitted q is on the original scale.</summary>
         public bool Standardize { get; set; } = true;
-        /// <summary>Rows per computed block when transforming.</summary>
+        /// <summary>Rows per computed block when transforming (clipped to the rows of a smaller input; at most 2^26 values per block).</summary>
         public int BlockSize { get; set; } = 1024;
+
+        // ---- the trainer's full settings (variational mode; density estimation uses the optimizer, rate, decay and divergence count) ----
+
+        /// <summary>The objective; null is the ELBO. E.g. <c>new ImportanceWeightedElboObjective(10, GradientEstimator.DoublyReparameterized)</c>
+        /// (IW-ELBO), or <c>new ImportanceWeightedElboObjective(1)</c> to drop draws where the target is not finite.</summary>
+        public VariationalObjective? Objective { get; set; }
+        /// <summary>Rescale the gradient to this global L2 norm when it is larger (null: no clipping).</summary>
+        public double? GradientClipNorm { get; set; }
+        /// <summary>The learning-rate schedule (null: exponential with <see cref="LearningRateDecay"/>); e.g. <c>LearningRateSchedule.Cosine()</c>.</summary>
+        public LearningRateSchedule? Schedule { get; set; }
+        /// <summary>Linear warm-up over this many steps (0: none).</summary>
+        public int WarmupIterations { get; set; }
+        /// <summary>Steps per window of the smoothed ELBO (keep-best, early stopping, divergence).</summary>
+        public int ConvergenceWindow { get; set; } = 100;
+        /// <summary>Stop when the smoothed ELBO has not improved by <see cref="EarlyStoppingTolerance"/> for this many windows (null: never).</summary>
+        public int? EarlyStoppingPatience { get; set; }
+        /// <summary>Improvement (nats) that counts as progress for early stopping.</summary>
+        public double EarlyStoppingTolerance { get; set; } = 1e-3;
+        /// <summary>Keep the parameters of the best smoothed-ELBO window at the end.</summary>
+        public bool KeepBestParameters { get; set; } = true;
+        /// <summary>Divergence: the smoothed ELBO falls this many nats below its best.</summary>
+        public double DivergenceElboDrop { get; set; } = 1e3;
+        /// <summary>Non-finite steps in a row after which training is declared diverged.</summary>
+        public int MaxConsecutiveNonFiniteSteps { get; set; } = 20;
+        /// <summary>On divergence throw <see cref="TrainingDivergedException"/> (default); false: keep the best parameters and report it in the fit report.</summary>
+        public bool ThrowOnDivergence { get; set; } = true;
+        /// <summary>Variational mode: draws for the fit report (PSIS k̂ on three independent sets, ESS, verdict) made after fitting and saved with the model; 0 skips it.</summary>
+        public int ReportSamples { get; set; } = 10_000;
+        /// <summary>Variational mode: also emit this column, the PSIS-smoothed importance weight of each draw normalized within its block to average 1 (null: not emitted).</summary>
+        public string? WeightColumnName { get; set; }
         /// <summary>How often (in steps) progress is reported and logged.</summary>
         public int ReportEvery { get; set; } = 500;
         /// <summary>Receives progress on the fitting thread (ELBO in VI; mean log-likelihood in density estimation).</summary>
@@ -104,8 +135,13 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
             throw new ArgumentException($"Unknown flow '{o.Flow}'. Known flows: {string.Join(", ", FlowFactory.Names)}.", nameof(Options.Flow));
         if (o.Layers <= 0) throw new ArgumentOutOfRangeException(nameof(Options.Layers), o.Layers, "Layers must be positive.");
         if (o.BlockSize <= 0) throw new ArgumentOutOfRangeException(nameof(Options.BlockSize), o.BlockSize, "BlockSize must be positive.");
+        if (target is not null) NormalizingFlowTransformer.CheckBlockSize(o.BlockSize, target.Dimension, nameof(Options.BlockSize));
+        if (o.ReportSamples != 0 && o.ReportSamples < 100)
+            throw new ArgumentOutOfRangeException(nameof(Options.ReportSamples), o.ReportSamples, "ReportSamples must be 0 (no report) or at least 100 draws.");
+        if (o.WeightColumnName is not null && target is null)
+            throw new ArgumentException("WeightColumnName is for variational inference (importance weights need a target); density estimation has none.", nameof(Options.WeightColumnName));
         if (!Enum.IsDefined(o.BaseFamily)) throw new ArgumentOutOfRangeException(nameof(Options.BaseFamily), o.BaseFamily, "Unknown base family.");
-        FlowColumnNames.Create(target is not null, o.SampleColumnName, o.LogQColumnName, o.LogPColumnName, o.LogWeightColumnName);
+        FlowColumnNames.Create(target is not null, o.SampleColumnName, o.LogQColumnName, o.LogPColumnName, o.LogWeightColumnName, o.WeightColumnName);
         if (target is null && string.IsNullOrWhiteSpace(o.InputColumnName))
             throw new ArgumentException("Density estimation needs an input column name.", nameof(Options.InputColumnName));
         TrainerOptions(0).Validate();
@@ -123,6 +159,17 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         Precision = options.Precision,
         Threads = options.Threads,
         ReportEvery = options.ReportEvery,
+        Objective = options.Objective,
+        GradientClipNorm = options.GradientClipNorm,
+        Schedule = options.Schedule,
+        WarmupIterations = options.WarmupIterations,
+        ConvergenceWindow = options.ConvergenceWindow,
+        EarlyStoppingPatience = options.EarlyStoppingPatience,
+        EarlyStoppingTolerance = options.EarlyStoppingTolerance,
+        KeepBestParameters = options.KeepBestParameters,
+        DivergenceElboDrop = options.DivergenceElboDrop,
+        MaxConsecutiveNonFiniteSteps = options.MaxConsecutiveNonFiniteSteps,
+        ThrowOnDivergence = options.ThrowOnDivergence,
     };
 
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
@@ -139,13 +186,17 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         var columns = inputSchema.ToDictionary(c => c.Name);
         void Add(string name, SchemaShape.Column.VectorKind kind) =>
             columns[name] = new SchemaShape.Column(name, kind, NumberDataViewType.Single, false);
+        // Density estimation scores rows (LogQ of the input column); variational inference appends draws.
+        if (target is null)
+        {
+            Add(options.LogQColumnName, SchemaShape.Column.VectorKind.Scalar);
+            return new SchemaShape(columns.Values);
+        }
         Add(options.SampleColumnName, SchemaShape.Column.VectorKind.Vector);
         Add(options.LogQColumnName, SchemaShape.Column.VectorKind.Scalar);
-        if (target is not null)
-        {
-            Add(options.LogPColumnName, SchemaShape.Column.VectorKind.Scalar);
-            Add(options.LogWeightColumnName, SchemaShape.Column.VectorKind.Scalar);
-        }
+        Add(options.LogPColumnName, SchemaShape.Column.VectorKind.Scalar);
+        Add(options.LogWeightColumnName, SchemaShape.Column.VectorKind.Scalar);
+        if (options.WeightColumnName is not null) Add(options.WeightColumnName, SchemaShape.Column.VectorKind.Scalar);
         return new SchemaShape(columns.Values);
     }
 
@@ -158,7 +209,9 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         ArgumentNullException.ThrowIfNull(input);
         long seed = options.Seed ?? host.Rand.NextInt64();
         using var ch = host.Start("Fit");
-        var names = FlowColumnNames.Create(target is not null, options.SampleColumnName, options.LogQColumnName, options.LogPColumnName, options.LogWeightColumnName);
+        var names = FlowColumnNames.Create(target is not null, options.SampleColumnName, options.LogQColumnName, options.LogPColumnName, options.LogWeightColumnName, options.WeightColumnName);
+        IReadOnlyList<string>? slotNames = target?.CoordinateNames;
+        FitReportSummary? report = null;
         var baseFamily = options.BaseFamily == FlowBaseFamily.DiagonalNormal ? FlowDescription.DiagonalNormalBase : FlowDescription.StandardNormalBase;
         var trainer = TrainerOptions(seed);
         var progress = new ChannelProgress(ch, options.Progress, Mode);
@@ -169,11 +222,18 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
             flow = new FlowDescription(Spec(target.Dimension, seed), baseFamily).Build();
             ch.Info($"Fitting flow '{options.Flow}' (K = {options.Layers}, d = {target.Dimension}) to target '{target.Name}' by variational inference: {options.Iterations} steps of {options.BatchSize} draws.");
             result = VariationalTrainer.Fit(flow, target, trainer, progress, options.CancellationToken);
+            if (options.ReportSamples > 0 && result.Iterations > 0)
+            {
+                var full = Diagnostics.FitReport.Create(flow, target, result, options.ReportSamples, seed, blockSize: Math.Min(options.BlockSize, Evaluation.DefaultBlockSize));
+                report = full.Summary();
+                ch.Info(full.Format());
+            }
         }
         else
         {
             var column = FlowColumnChecks.CheckVectorColumn(input.Schema, options.InputColumnName, 0, nameof(input));
             int d = ((VectorDataViewType)column.Type).Size;
+            slotNames = SlotNamesOf(column, d);
             var stream = new MinibatchStream(input, column, options.BatchSize, seed);
             var (mean, sd, rows) = stream.Moments();
             if (rows < 2) throw new InvalidOperationException($"Density estimation needs at least 2 rows in column '{column.Name}'; the input has {rows}.");
@@ -198,9 +258,20 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         if (result.Cancelled) ch.Warning($"Fitting was cancelled after {result.Iterations} of {options.Iterations} steps.");
         ch.Info($"Fitted in {result.Elapsed.TotalSeconds:F1} s ({result.SkippedSteps} skipped steps).");
         var transformer = new NormalizingFlowTransformer(host, flow, Mode, names, seed, options.BlockSize, target,
-            NormalizingFlowTransformer.GalleryName(target), target is null ? options.InputColumnName : null)
+            NormalizingFlowTransformer.GalleryName(target), target is null ? options.InputColumnName : null, slotNames, report)
         { TrainingResult = result };
         return transformer;
+    }
+
+    /// <summary>The column's slot names (e.g. from Concatenate or a text loader's header), or null when it has none.</summary>
+    private static string[]? SlotNamesOf(DataViewSchema.Column column, int d)
+    {
+        if (column.Annotations.Schema.GetColumnOrNull(AnnotationUtils.Kinds.SlotNames) is null) return null;
+        VBuffer<ReadOnlyMemory<char>> names = default;
+        column.GetSlotNames(ref names);
+        if (names.Length != d) return null;
+        var dense = names.DenseValues().Select(n => n.ToString()).ToArray();
+        return dense.All(string.IsNullOrEmpty) ? null : dense;
     }
 
     private FlowSpec Spec(int dimension, long seed) =>

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.NormalizingFlows.Diagnostics;
 using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.MLNet;
 using Microsoft.ML.NormalizingFlows.Persistence;
@@ -23,13 +24,21 @@ public enum FlowFitMode
 }
 
 /// <summary>
-/// A fitted normalizing flow as an ML.NET transformer. <see cref="Transform"/> appends, lazily and in blocks,
-/// one independent draw z ~ q per input row: <c>Sample</c> (vector of Single, size d), <c>LogQ</c> = log q(z),
-/// and in variational mode <c>LogP</c> = log p̃(z) and <c>LogWeight</c> = log p̃(z) − log q(z) (importance
-/// log-weights). The input rows' values are not read: rows only say how many draws to make and give each
-/// draw its identity. A row's draw depends only on the model, <see cref="Seed"/> and the row's
-/// <see cref="DataViewRowId"/>: rows are grouped in blocks of <see cref="BlockSize"/> ids, and each block's
-/// noise comes from a generator seeded by (seed, block), so cursor order and parallel cursors do not change it.
+/// A fitted normalizing flow as an ML.NET transformer.
+/// <para>
+/// Variational mode: <see cref="Transform"/> appends, lazily and in blocks, one independent draw z ~ q per input
+/// row: <c>Sample</c> (vector of Single, size d), <c>LogQ</c> = log q(z), <c>LogP</c> = log p̃(z),
+/// <c>LogWeight</c> = log p̃(z) − log q(z) (importance log-weights) and, when asked for, <c>Weight</c> (PSIS-smoothed
+/// weights normalized within the block to average 1). The input rows' values are not read: rows only say how many
+/// draws to make and give each draw its identity. A row's draw depends only on the model, <see cref="Seed"/> and
+/// the row's <see cref="DataViewRowId"/>: rows are grouped in blocks of <see cref="BlockSize"/> ids (or of the
+/// input's row count when it is smaller), and each block's noise comes from a generator seeded by (seed, block),
+/// so cursor order and parallel cursors do not change it.
+/// </para>
+/// <para>
+/// Density-estimation mode: <see cref="Transform"/> scores the data, appending <c>LogQ</c> = log q(x) of the fitted
+/// column (a pipeline component, e.g. for anomaly scores); <see cref="Generate"/> makes synthetic rows.
+/// </para>
 /// <para>
 /// Saved by <c>mlContext.Model.Save</c> with its weights inside the zip. A target's log density is code and
 /// is not saved: a gallery target (<see cref="TargetGallery"/>) is stored by name and re-bound on load; any
@@ -41,13 +50,20 @@ public sealed class NormalizingFlowTransformer : ITransformer
 {
     internal const string LoaderSignature = "NormalizingFlowXf";
     internal const string FlowStreamName = "Flow.nflow";
-    private const uint VersionCurrent = 0x00010001;
+    internal const string FitReportStreamName = "FitReport.json";
+    // 0x00010001: first format. 0x00010002: adds the weight column name and the Sample slot names.
+    private const uint VersionCurrent = 0x00010002;
+    private const uint VersionFirst = 0x00010001;
+
+    /// <summary>Largest block in values (rows × dimension): 2^26, 256 MB of float32 per intermediate.</summary>
+    public const long MaxBlockElements = 1L << 26;
 
     private readonly IHost host;
     private volatile Target? target;
 
     internal NormalizingFlowTransformer(IHostEnvironment env, FlowDistribution flow, FlowFitMode mode, FlowColumnNames names,
-        long seed, int blockSize, Target? target, string? galleryTargetName, string? inputColumnName)
+        long seed, int blockSize, Target? target, string? galleryTargetName, string? inputColumnName,
+        IReadOnlyList<string>? slotNames = null, FitReportSummary? fitReport = null)
     {
         host = env.Register(nameof(NormalizingFlowTransformer));
         Flow = flow ?? throw new ArgumentNullException(nameof(flow));
@@ -55,12 +71,25 @@ public sealed class NormalizingFlowTransformer : ITransformer
         Mode = mode;
         Names = names;
         Seed = seed;
-        if (blockSize <= 0) throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "The block size must be positive.");
+        CheckBlockSize(blockSize, flow.Dimension, nameof(blockSize));
         BlockSize = blockSize;
         GalleryTargetName = galleryTargetName;
         InputColumnName = inputColumnName;
+        if (slotNames is not null && slotNames.Count != flow.Dimension)
+            throw new ArgumentException($"{slotNames.Count} slot names were given for a flow of dimension {flow.Dimension}.", nameof(slotNames));
+        SlotNames = slotNames?.ToArray();
+        FitReport = fitReport;
         if (target is not null) BindTarget(target);
         SampleType = new VectorDataViewType(NumberDataViewType.Single, flow.Dimension);
+    }
+
+    /// <summary>Refuses a block size whose tensors could not be allocated (rows × dimension above <see cref="MaxBlockElements"/>).</summary>
+    internal static void CheckBlockSize(int blockSize, int dimension, string argumentName)
+    {
+        if (blockSize <= 0) throw new ArgumentOutOfRangeException(argumentName, blockSize, "The block size must be positive.");
+        if ((long)blockSize * dimension > MaxBlockElements)
+            throw new ArgumentOutOfRangeException(argumentName, blockSize,
+                $"A block of {blockSize:N0} rows × dimension {dimension} = {(long)blockSize * dimension:N0} values exceeds {MaxBlockElements:N0}; use a smaller block size.");
     }
 
     /// <summary>
@@ -69,11 +98,11 @@ public sealed class NormalizingFlowTransformer : ITransformer
     /// </summary>
     public NormalizingFlowTransformer(MLContext mlContext, FlowDistribution flow, Target? target = null, long seed = 0,
         string sampleColumnName = "Sample", string logQColumnName = "LogQ", string logPColumnName = "LogP", string logWeightColumnName = "LogWeight",
-        int blockSize = 1024)
+        int blockSize = 1024, string? weightColumnName = null)
         : this(mlContext ?? throw new ArgumentNullException(nameof(mlContext)), flow,
               target is null ? FlowFitMode.DensityEstimation : FlowFitMode.VariationalInference,
-              FlowColumnNames.Create(target is not null, sampleColumnName, logQColumnName, logPColumnName, logWeightColumnName),
-              seed, blockSize, target, GalleryName(target), null)
+              FlowColumnNames.Create(target is not null, sampleColumnName, logQColumnName, logPColumnName, logWeightColumnName, weightColumnName),
+              seed, blockSize, target, GalleryName(target), null, target?.CoordinateNames)
     {
     }
 
@@ -95,6 +124,10 @@ public sealed class NormalizingFlowTransformer : ITransformer
     public string? InputColumnName { get; }
     /// <summary>What the fit did (null for loaded models).</summary>
     public Training.FitResult? TrainingResult { get; internal set; }
+    /// <summary>Variational mode: whether the fit can be trusted (PSIS k̂, ESS, verdict and reasons), made after fitting and kept in saved models; null when not made.</summary>
+    public FitReportSummary? FitReport { get; }
+    /// <summary>Names of the Sample vector's coordinates (the input column's slot names in density estimation), or null.</summary>
+    public IReadOnlyList<string>? SlotNames { get; }
     internal VectorDataViewType SampleType { get; }
 
     private long blocksComputed;
@@ -146,35 +179,64 @@ public sealed class NormalizingFlowTransformer : ITransformer
 
     public bool IsRowToRowMapper => true;
 
+    /// <summary>Variational mode: input + the draw columns. Density estimation: input + LogQ of the fitted column.</summary>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
+        if (Mode == FlowFitMode.DensityEstimation)
+        {
+            FlowColumnChecks.CheckVectorColumn(inputSchema, InputColumnName!, Dimension, nameof(inputSchema));
+            return FlowScoreDataView.OutputSchema(inputSchema, Names.LogQ);
+        }
+        return SampleSchema(inputSchema);
+    }
+
+    /// <summary>The input's columns plus the draw columns (what <see cref="Generate"/> and variational Transform produce).</summary>
+    internal DataViewSchema SampleSchema(DataViewSchema inputSchema)
+    {
         var builder = new DataViewSchema.Builder();
         builder.AddColumns(inputSchema);
-        builder.AddColumn(Names.Sample, SampleType);
+        if (SlotNames is null) builder.AddColumn(Names.Sample, SampleType);
+        else
+        {
+            var annotations = new DataViewSchema.Annotations.Builder();
+            var names = SlotNames.Select(n => n.AsMemory()).ToArray();
+            annotations.AddSlotNames(Dimension, (ref VBuffer<ReadOnlyMemory<char>> value) => value = new VBuffer<ReadOnlyMemory<char>>(names.Length, names));
+            builder.AddColumn(Names.Sample, SampleType, annotations.ToAnnotations());
+        }
         builder.AddColumn(Names.LogQ, NumberDataViewType.Single);
         if (Names.LogP is not null) builder.AddColumn(Names.LogP, NumberDataViewType.Single);
         if (Names.LogWeight is not null) builder.AddColumn(Names.LogWeight, NumberDataViewType.Single);
+        if (Names.Weight is not null) builder.AddColumn(Names.Weight, NumberDataViewType.Single);
         return builder.ToSchema();
     }
 
+    /// <summary>
+    /// Variational mode: one draw per input row (the draw columns appended). Density estimation: log q of each row's
+    /// fitted column (<see cref="InputColumnName"/>), appended as LogQ; use <see cref="Generate"/> for synthetic rows.
+    /// </summary>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        return new FlowSampleDataView(this, input);
+        return Mode == FlowFitMode.DensityEstimation ? ScoreLogQ(input, InputColumnName!, Names.LogQ) : new FlowSampleDataView(this, input);
     }
 
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
+        if (Mode == FlowFitMode.DensityEstimation)
+        {
+            var column = FlowColumnChecks.CheckVectorColumn(inputSchema, InputColumnName!, Dimension, nameof(inputSchema));
+            return new FlowScoreRowMapper(this, inputSchema, column, Names.LogQ);
+        }
         return new FlowRowMapper(this, inputSchema);
     }
 
-    /// <summary>Draws <paramref name="rowCount"/> rows directly (synthetic data): row i has id i, so the same model and seed give the same rows.</summary>
+    /// <summary>Draws <paramref name="rowCount"/> rows directly (synthetic data): row i has id i, so the same model, seed and row count give the same rows.</summary>
     public IDataView Generate(long rowCount)
     {
         if (rowCount < 0) throw new ArgumentOutOfRangeException(nameof(rowCount), rowCount, "The number of rows cannot be negative.");
-        return Transform(new RowsDataView(rowCount));
+        return new FlowSampleDataView(this, new RowsDataView(rowCount));
     }
 
     /// <summary>
@@ -195,41 +257,55 @@ public sealed class NormalizingFlowTransformer : ITransformer
 
     // ---- block computation -------------------------------------------------------------------------
 
-    internal sealed class Block(ulong high, ulong index, float[] sample, float[] logQ, float[]? logP, float[]? logWeight)
+    internal sealed class Block(ulong high, ulong index, float[] sample, float[] logQ, float[]? logP, float[]? logWeight, float[]? weight)
     {
         public readonly ulong High = high, Index = index;
         public readonly float[] Sample = sample, LogQ = logQ;
-        public readonly float[]? LogP = logP, LogWeight = logWeight;
+        public readonly float[]? LogP = logP, LogWeight = logWeight, Weight = weight;
     }
 
-    /// <summary>Computes the draws of block (high, index): ids high:index·B … high:(index+1)·B − 1.</summary>
-    internal Block ComputeBlock(ulong high, ulong index)
+    /// <summary>The rows per block for an input of <paramref name="rowCount"/> rows: <see cref="BlockSize"/>, clipped to a smaller known count.</summary>
+    internal int BlockRowsFor(long? rowCount) => rowCount is long n && n < BlockSize ? (int)Math.Max(1, n) : BlockSize;
+
+    /// <summary>Computes the draws of block (high, index) of <paramref name="rows"/> rows: ids high:index·rows … high:(index+1)·rows − 1.</summary>
+    internal Block ComputeBlock(ulong high, ulong index, int rows)
     {
         Interlocked.Increment(ref blocksComputed);
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var (dtype, device) = Flow.Placement;
         var generator = new Generator(BlockSeed(Seed, high, index), device);
-        var noise = torch.randn(BlockSize, Dimension, dtype: dtype, device: device, generator: generator);
+        var noise = torch.randn(rows, Dimension, dtype: dtype, device: device, generator: generator);
         var (z, logQ) = Flow.SampleFromNoise(noise);
         var bound = target;
-        float[]? logP = null, logWeight = null;
+        float[]? logP = null, logWeight = null, weight = null;
         if (Mode == FlowFitMode.VariationalInference)
         {
             if (bound is null)
             {
-                logP = new float[BlockSize];
+                logP = new float[rows];
                 Array.Fill(logP, float.NaN);
                 logWeight = logP;
+                if (Names.Weight is not null) weight = logP;
             }
             else
             {
                 var lp = bound.Evaluate(z);
                 logP = ToArray(lp);
-                logWeight = ToArray(lp.to(logQ.dtype) - logQ);
+                var lw = lp.to(ScalarType.Float64) - logQ.to(ScalarType.Float64);
+                logWeight = ToArray(lw);
+                if (Names.Weight is not null) weight = BlockWeights(lw.cpu().data<double>().ToArray());
             }
         }
-        return new Block(high, index, ToArray(z), ToArray(logQ), logP, logWeight);
+        return new Block(high, index, ToArray(z), ToArray(logQ), logP, logWeight, weight);
+    }
+
+    /// <summary>PSIS-smoothed weights of one block's log ratios, normalized to average 1 (0 where a ratio is not finite).</summary>
+    private static float[] BlockWeights(double[] logRatios)
+    {
+        if (logRatios.Length < 2) return logRatios.Select(r => double.IsFinite(r) ? 1f : 0f).ToArray();
+        var smoothed = ParetoSmoothing.Smooth(logRatios).Weights;
+        return smoothed.Select(w => (float)(w * logRatios.Length)).ToArray();
     }
 
     internal float[] LogProbOf(float[] points, int count)
@@ -264,7 +340,7 @@ public sealed class NormalizingFlowTransformer : ITransformer
         modelSignature: "NRMFLOWX",
         verWrittenCur: VersionCurrent,
         verReadableCur: VersionCurrent,
-        verWeCanReadBack: VersionCurrent,
+        verWeCanReadBack: VersionFirst,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(NormalizingFlowTransformer).Assembly.FullName);
 
@@ -274,7 +350,9 @@ public sealed class NormalizingFlowTransformer : ITransformer
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         // int: mode; int: dimension; long: seed; int: block size;
-        // strings: sample, logQ, logP?, logWeight?, gallery target?, input column?; then the flow as a binary stream.
+        // strings: sample, logQ, logP?, logWeight?, gallery target?, input column?;
+        // (since 0x00010002) string: weight?; int: slot-name count (0 = none) and that many strings;
+        // then the flow as a binary stream, and the fit report (JSON) as a binary stream when there is one.
         ctx.Writer.Write((int)Mode);
         ctx.Writer.Write(Dimension);
         ctx.Writer.Write(Seed);
@@ -285,7 +363,11 @@ public sealed class NormalizingFlowTransformer : ITransformer
         ctx.SaveStringOrNull(Names.LogWeight);
         ctx.SaveStringOrNull(GalleryTargetName);
         ctx.SaveStringOrNull(InputColumnName);
+        ctx.SaveStringOrNull(Names.Weight);
+        ctx.Writer.Write(SlotNames?.Count ?? 0);
+        foreach (var name in SlotNames ?? Array.Empty<string>()) ctx.SaveString(name);
         ctx.SaveBinaryStream(FlowStreamName, w => FlowSerializer.Save(Flow, w.BaseStream));
+        if (FitReport is not null) ctx.SaveBinaryStream(FitReportStreamName, w => w.Write(FitReport.ToJson()));
     }
 
     // Called by ML.NET's component catalog (SignatureLoadModel) when a zip is loaded.
@@ -303,6 +385,16 @@ public sealed class NormalizingFlowTransformer : ITransformer
         var names = new FlowColumnNames(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull(), ctx.LoadStringOrNull());
         string? gallery = ctx.LoadStringOrNull();
         string? inputColumn = ctx.LoadStringOrNull();
+        string[]? slotNames = null;
+        if (ctx.Header.ModelVerWritten >= VersionCurrent)
+        {
+            names = names with { Weight = ctx.LoadStringOrNull() };
+            int slots = ctx.Reader.ReadInt32();
+            if (slots != 0 && slots != dimension) throw new InvalidDataException($"Corrupt normalizing-flow model: {slots} slot names for dimension {dimension}.");
+            if (slots > 0) slotNames = Enumerable.Range(0, slots).Select(_ => ctx.LoadString()).ToArray();
+        }
+        FitReportSummary? report = null;
+        ctx.TryLoadBinaryStream(FitReportStreamName, r => report = FitReportSummary.FromJson(r.ReadString(), "Corrupt normalizing-flow model"));
         FlowDistribution? flow = null;
         if (!ctx.TryLoadBinaryStream(FlowStreamName, r => flow = FlowSerializer.Load(r.BaseStream)) || flow is null)
             throw new InvalidDataException($"Corrupt normalizing-flow model: the entry '{FlowStreamName}' with the weights is missing.");
@@ -314,25 +406,26 @@ public sealed class NormalizingFlowTransformer : ITransformer
             try { target = TargetGallery.Create(gallery); }
             catch (ArgumentException) { /* a gallery this version does not know: leave unbound (NaN) */ }
         }
-        return new NormalizingFlowTransformer(env, flow, mode, names, seed, blockSize, target, gallery, inputColumn);
+        return new NormalizingFlowTransformer(env, flow, mode, names, seed, blockSize, target, gallery, inputColumn, slotNames, report);
     }
 }
 
 /// <summary>The names of the columns a flow transformer appends (LogP and LogWeight only in variational mode).</summary>
-public sealed record FlowColumnNames(string Sample, string LogQ, string? LogP, string? LogWeight)
+public sealed record FlowColumnNames(string Sample, string LogQ, string? LogP, string? LogWeight, string? Weight = null)
 {
-    internal static FlowColumnNames Create(bool variational, string sample, string logQ, string? logP, string? logWeight)
+    internal static FlowColumnNames Create(bool variational, string sample, string logQ, string? logP, string? logWeight, string? weight = null)
     {
         var names = new List<(string Value, string Arg)> { (Check(sample, "sampleColumnName"), "sampleColumnName"), (Check(logQ, "logQColumnName"), "logQColumnName") };
         if (variational)
         {
             names.Add((Check(logP, "logPColumnName"), "logPColumnName"));
             names.Add((Check(logWeight, "logWeightColumnName"), "logWeightColumnName"));
+            if (weight is not null) names.Add((Check(weight, "weightColumnName"), "weightColumnName"));
         }
         var duplicate = names.GroupBy(n => n.Value).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null)
             throw new ArgumentException($"Output column name '{duplicate.Key}' is used twice ({string.Join(", ", duplicate.Select(d => d.Arg))}).", duplicate.Last().Arg);
-        return variational ? new(sample, logQ, logP, logWeight) : new(sample, logQ, null, null);
+        return variational ? new(sample, logQ, logP, logWeight, weight) : new(sample, logQ, null, null);
     }
 
     private static string Check(string? name, string argument) =>

@@ -23,6 +23,8 @@ public sealed class EightSchoolsTarget : Target
 
     public EightSchoolsTarget() : base("eight-schools", Schools + 2) { }
 
+    public override IReadOnlyList<string>? CoordinateNames => ParameterNames;
+
     /// <summary>J = 8 schools.</summary>
     public const int Schools = 8;
 

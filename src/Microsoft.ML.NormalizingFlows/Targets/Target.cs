@@ -35,6 +35,9 @@ public abstract class Target
     /// <summary>True when ∫ p̃ is finite over R^d (false for the seeds' U2–U4, which do not decay in z1).</summary>
     public virtual bool IsProper => true;
 
+    /// <summary>Names of the d coordinates (e.g. a posterior's parameters), or null; they label the Sample column's slots.</summary>
+    public virtual IReadOnlyList<string>? CoordinateNames => null;
+
     /// <summary>A box that holds essentially all of the mass (2-D targets: for quadrature and pictures).</summary>
     public virtual Box? Support => null;
 

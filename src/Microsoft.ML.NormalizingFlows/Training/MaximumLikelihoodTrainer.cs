@@ -29,7 +29,8 @@ public static class MaximumLikelihoodTrainer
         options.Validate();
         if (!q.CanEvaluateLogProb)
             throw new NotSupportedException($"Density estimation needs log q at data points, but {q.Transform!.GetType().Name} has no inverse.");
-        if (options.Threads is int threads) torch.set_num_threads(threads);
+        options.RequireBatchFits(q.Dimension);
+        using var threads = TorchThreadScope.Enter(options.Threads);
         var device = DeviceSelector.Resolve(options.Device);
         q.to(options.DType).to(device);
         q.train();

@@ -54,11 +54,26 @@ public sealed partial class TrainerOptions
 
     internal ScalarType DType => Precision == Precision.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
+    /// <summary>Largest <see cref="BatchSize"/> accepted: 2^24 draws per step.</summary>
+    public const int MaxBatchSize = 1 << 24;
+
+    /// <summary>Largest batch in values (draws × dimension): 2^26, 256 MB per float32 intermediate (a flow keeps several per layer).</summary>
+    public const long MaxBatchElements = 1L << 26;
+
+    /// <summary>Refuses a batch whose tensors could not be allocated, before any is.</summary>
+    internal void RequireBatchFits(int dimension)
+    {
+        if ((long)BatchSize * dimension > MaxBatchElements)
+            throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize,
+                $"BatchSize × dimension = {BatchSize} × {dimension} = {(long)BatchSize * dimension:N0} values per tensor exceeds {MaxBatchElements:N0}; use a smaller BatchSize.");
+    }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
         if (Iterations <= 0) throw new ArgumentOutOfRangeException(nameof(Iterations), Iterations, "Iterations must be positive.");
         if (BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be positive.");
+        if (BatchSize > MaxBatchSize) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"BatchSize must be at most {MaxBatchSize:N0} draws per step.");
         if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "LearningRate must be positive and finite.");
         if (!(LearningRateDecay > 0 && LearningRateDecay <= 1)) throw new ArgumentOutOfRangeException(nameof(LearningRateDecay), LearningRateDecay, "LearningRateDecay must lie in (0, 1].");
         if (!Enum.IsDefined(Optimizer)) throw new ArgumentOutOfRangeException(nameof(Optimizer), Optimizer, "Unknown optimizer.");

@@ -33,7 +33,8 @@ public static class VariationalTrainer
         options.Validate();
         if (q.Dimension != target.Dimension)
             throw new ArgumentException($"The flow has dimension {q.Dimension} but target '{target.Name}' has dimension {target.Dimension}.", nameof(target));
-        if (options.Threads is int threads) torch.set_num_threads(threads);
+        options.RequireBatchFits(q.Dimension * ((options.Objective as ImportanceWeightedElboObjective)?.InnerSamples ?? 1));
+        using var threads = TorchThreadScope.Enter(options.Threads);
 
         var device = DeviceSelector.Resolve(options.Device);
         q.to(options.DType).to(device);

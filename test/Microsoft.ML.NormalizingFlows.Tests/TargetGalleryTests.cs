@@ -65,4 +65,17 @@ public sealed class TargetGalleryTests
         StringAssert.Contains(e2.Message, "boom");
         Assert.ThrowsExactly<ArgumentException>(() => wrong.Evaluate(torch.zeros(5, 3)));
     }
+
+    [TestMethod]
+    public void ALibtorchErrorInATargetGivesOneLineNamingTheTarget()
+    {
+        // Reproduction: the message carried libtorch's whole C++ backtrace ("Exception raised from … frame #0 …").
+        var mismatched = Target.FromDelegate("bad-matmul", 2, z => z.reshape(7, 3).sum(1));
+        var e = Assert.ThrowsExactly<TargetException>(() => mismatched.Evaluate(torch.zeros(5, 2)));
+        StringAssert.StartsWith(e.Message, "Target 'bad-matmul' threw");
+        Assert.IsFalse(e.Message.Contains('\n'), e.Message);
+        Assert.IsFalse(e.Message.Contains("frame #"), e.Message);
+        StringAssert.Contains(e.Message, "is invalid for input of size 10");
+        StringAssert.Contains(e.InnerException!.Message, "Exception raised from", "the full text stays in the inner exception");
+    }
 }

@@ -56,7 +56,7 @@ public abstract class Target
         }
         catch (Exception e) when (e is not TargetException)
         {
-            throw new TargetException($"Target '{Name}' threw {e.GetType().Name} while evaluating its log density: {e.Message}", e);
+            throw new TargetException($"Target '{Name}' threw {e.GetType().Name} while evaluating its log density: {FirstLine(e.Message)}", e);
         }
         if (result is null)
             throw new TargetException($"Target '{Name}' returned null instead of a log-density tensor of shape [{z.shape[0]}].");
@@ -64,6 +64,20 @@ public abstract class Target
             throw new TargetException(
                 $"Target '{Name}' returned a log density of shape [{string.Join(", ", result.shape)}]; expected [{z.shape[0]}] (one value per point of a [{z.shape[0]}, {Dimension}] batch).");
         return result;
+    }
+
+    /// <summary>
+    /// The first line of an error message. libtorch's errors carry the whole C++ backtrace ("Exception raised
+    /// from … frame #0 …") after it; the full text stays in the inner exception.
+    /// </summary>
+    internal static string FirstLine(string message)
+    {
+        var line = message.AsSpan();
+        int end = line.IndexOfAny('\r', '\n');
+        if (end >= 0) line = line[..end];
+        int backtrace = line.IndexOf("Exception raised from", StringComparison.Ordinal);
+        if (backtrace >= 0) line = line[..backtrace];
+        return line.Trim().ToString();
     }
 
     /// <summary>Wraps a delegate as a target.</summary>

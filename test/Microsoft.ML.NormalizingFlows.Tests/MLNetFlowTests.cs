@@ -339,6 +339,13 @@ public sealed class MLNetFlowTests
         while (inner is not InvalidDataException && inner.InnerException is not null) inner = inner.InnerException;
         Assert.IsInstanceOfType<InvalidDataException>(inner, e2.ToString());
         StringAssert.Contains(inner.Message, "corrupted"); // the checksum, or a length check before it, depending on which byte was hit
+        // ML.NET wraps loader errors in TargetInvocationException (it invokes loaders by reflection); LoadUnwrapped
+        // rethrows ours, so the natural catch works.
+        damaged.Position = 0;
+        var unwrapped = Assert.ThrowsExactly<InvalidDataException>(() => ml.Model.LoadUnwrapped(damaged, out _));
+        StringAssert.Contains(unwrapped.Message, "corrupted");
+        stream.Position = 0;
+        Assert.IsNotNull(ml.Model.LoadUnwrapped(new MemoryStream(zip), out _), "a good model loads the same way");
     }
 
     // ---- bad input ------------------------------------------------------------------------------------

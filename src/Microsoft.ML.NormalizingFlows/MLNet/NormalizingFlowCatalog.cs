@@ -85,6 +85,38 @@ public static class NormalizingFlowCatalog
         return new RowsDataView(rowCount);
     }
 
+    /// <summary>
+    /// <c>mlContext.Model.Load</c>, with the loaders' own exceptions rethrown as they are. ML.NET invokes every
+    /// component's loader by reflection, so a corrupt or mismatched flow entry surfaces from <c>Model.Load</c> as a
+    /// <see cref="System.Reflection.TargetInvocationException"/> (nested once per chain level) around our
+    /// <see cref="InvalidDataException"/>; this unwraps it, keeping the original stack trace, so
+    /// <c>catch (InvalidDataException)</c> works.
+    /// </summary>
+    public static ITransformer LoadUnwrapped(this ModelOperationsCatalog catalog, Stream stream, out DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentNullException.ThrowIfNull(stream);
+        try
+        {
+            return catalog.Load(stream, out inputSchema);
+        }
+        catch (System.Reflection.TargetInvocationException e)
+        {
+            Exception inner = e;
+            while (inner is System.Reflection.TargetInvocationException { InnerException: { } next }) inner = next;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(inner).Throw();
+            throw; // not reached
+        }
+    }
+
+    /// <inheritdoc cref="LoadUnwrapped(ModelOperationsCatalog, Stream, out DataViewSchema)"/>
+    public static ITransformer LoadUnwrapped(this ModelOperationsCatalog catalog, string path, out DataViewSchema inputSchema)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        using var stream = File.OpenRead(path);
+        return catalog.LoadUnwrapped(stream, out inputSchema);
+    }
+
     /// <summary>Density estimation with all settings (see <see cref="NormalizingFlowEstimator.Options"/>).</summary>
     public static NormalizingFlowEstimator NormalizingFlowDensity(this TransformsCatalog catalog, NormalizingFlowEstimator.Options options)
     {

@@ -50,56 +50,14 @@ internal sealed record CliOptions
     };
 
     /// <summary>
-    /// Parses "--name value" or "--name=value" pairs. The preset is applied first, whatever its position,
-    /// so that explicit options always override it. Throws <see cref="CliUsageException"/> naming the
-    /// first bad option or value.
+    /// Parses the command line (System.CommandLine: "--name value" or "--name=value"). The preset is applied
+    /// first, whatever its position, so that explicit options always override it. Throws
+    /// <see cref="CliUsageException"/> with the first problem in one line.
     /// </summary>
-    public static CliOptions Parse(IReadOnlyList<string> args)
-    {
-        ArgumentNullException.ThrowIfNull(args);
-        var pairs = new List<(string Name, string? Value)>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        for (int i = 0; i < args.Count; i++)
-        {
-            var arg = args[i];
-            if (arg is "--help" or "-h" or "-?") { pairs.Add(("--help", null)); continue; }
-            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
-                throw new CliUsageException($"Unexpected argument '{arg}'. Options look like --name VALUE; run with --help to list them.");
-            string name = arg, value;
-            int eq = arg.IndexOf('=');
-            if (eq > 0) { name = arg[..eq]; value = arg[(eq + 1)..]; }
-            else
-            {
-                if (!Known.Contains(name)) throw UnknownOption(name);
-                if (i + 1 >= args.Count) throw new CliUsageException($"Option {name} needs a value.");
-                value = args[++i];
-            }
-            name = name.ToLowerInvariant();
-            if (!Known.Contains(name)) throw UnknownOption(name);
-            if (!seen.Add(name)) throw new CliUsageException($"Option {name} was given more than once.");
-            pairs.Add((name, value));
-        }
+    public static CliOptions Parse(IReadOnlyList<string> args) => CliCommandLine.Parse(args);
 
-        if (pairs.Any(p => p.Name == "--help")) return new CliOptions { ShowHelp = true };
-        var presetName = pairs.FirstOrDefault(p => p.Name == "--preset").Value ?? "seed";
-        if (!Presets.TryGetValue(presetName, out var options))
-            throw new CliUsageException($"Unknown preset '{presetName}'. Known presets: {string.Join(", ", Presets.Keys)}.");
-        foreach (var (name, value) in pairs.Where(p => p.Name != "--preset"))
-            options = Apply(options, name, value!);
-        if (options.FlowSettings.Count > 0) CheckFlowSettings(options);
-        return options;
-    }
-
-    private static readonly HashSet<string> Known = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "--target", "--flow", "--flow-settings", "--layers", "--iterations", "--batch", "--lr", "--optimizer", "--lr-decay", "--seed",
-        "--precision", "--device", "--threads", "--output", "--frames-every", "--preset",
-    };
-
-    private static CliUsageException UnknownOption(string name) =>
-        new($"Unknown option '{name}'. Run with --help to list the options.");
-
-    private static CliOptions Apply(CliOptions o, string name, string value) => name switch
+    /// <summary>Applies one explicitly given option (its raw text) to the options.</summary>
+    internal static CliOptions Apply(CliOptions o, string name, string value) => name switch
     {
         "--target" => o with { Target = ParseTarget(value) },
         "--flow" => o with { Flow = ParseFlow(value) },
@@ -116,8 +74,12 @@ internal sealed record CliOptions
         "--threads" => o with { Threads = PositiveInt(name, value, "the number of threads") },
         "--output" => o with { Output = string.IsNullOrWhiteSpace(value) ? throw new CliUsageException("Option --output needs a directory name.") : value },
         "--frames-every" => o with { FramesEvery = PositiveInt(name, value, "the frame interval in iterations") },
-        _ => throw UnknownOption(name),
+        _ => throw new CliUsageException($"Unknown option '{name}'. Run with --help to list the options."),
     };
+
+    /// <summary>The preset named, or a usage error listing the presets.</summary>
+    internal static CliOptions PresetNamed(string name) => Presets.TryGetValue(name, out var preset) ? preset
+        : throw new CliUsageException($"Unknown preset '{name}'. Known presets: {string.Join(", ", Presets.Keys)}.");
 
     /// <summary>"key=value,key=value" → a dictionary; the keys and values are checked against the flow afterwards.</summary>
     private static Dictionary<string, string> ParseFlowSettings(string value)
@@ -137,7 +99,7 @@ internal sealed record CliOptions
 
     /// <summary>Builds a one-layer flow of the chosen preset with the settings, so an unknown or unused key or a bad
     /// value is a usage error before any training starts.</summary>
-    private static void CheckFlowSettings(CliOptions o)
+    internal static void CheckFlowSettings(CliOptions o)
     {
         try { FlowFactory.Create(o.Flow, 2, 1, 0, o.FlowSettings).Dispose(); }
         catch (ArgumentException e)
@@ -220,46 +182,11 @@ internal sealed record CliOptions
     }
 
     /// <summary>The gallery's 2-D targets (and image:PATH.png), the ones the CLI can draw.</summary>
-    private static IEnumerable<string> PlottableTargets =>
+    internal static IEnumerable<string> PlottableTargets =>
         TargetGallery.Names.Where(n => n.StartsWith("image:", StringComparison.Ordinal) || TargetGallery.Create(n).Dimension == 2);
 
-    /// <summary>The --help text: every option with its default (the seed preset's values).</summary>
-    public static string HelpText()
-    {
-        var d = new CliOptions();
-        var s2 = Presets["seed2"];
-        string F(double x) => x.ToString("G", CultureInfo.InvariantCulture);
-        return $"""
-            Fits a normalizing flow to a 2-D target by maximizing the ELBO, prints progress and the exact KL,
-            and writes pictures. With no options it reproduces the seed experiment.
-
-            Usage: dotnet run --project samples/NormalizingFlows.Cli -c Release -- [options]
-
-            Options (default in brackets):
-              --target NAME        target density [{d.Target}]; one of {string.Join(", ", PlottableTargets)}
-              --flow NAME          flow family [{d.Flow}]; one of {string.Join(", ", FlowFactory.Names)}
-              --flow-settings S    preset settings, e.g. hidden=128,bins=16,base=student-t (see docs/flows.md) [none]
-              --layers K           flow layers, K >= 1 [{d.Layers}]
-              --iterations N       optimizer steps [{d.Iterations}]
-              --batch B            Monte Carlo draws per step [{d.BatchSize}]
-              --lr X               learning rate > 0 [{F(d.LearningRate)}]
-              --optimizer NAME     adam | rmsprop [{d.Optimizer.ToString().ToLowerInvariant()}]
-              --lr-decay G         learning rate multiplied by G after every step, 0 < G <= 1 [{F(d.LearningRateDecay)}]
-              --seed S             seed of the initialization and the draws [{d.Seed}]
-              --precision P        float32 | float64 [{d.Precision.ToString().ToLowerInvariant()}]
-              --device D           cpu | cuda | cuda:N | auto [{d.Device}]
-              --threads N          TorchSharp intra-op threads [{d.Threads}]
-              --output DIR         folder for the PNGs [{d.Output}]
-              --frames-every N     also write DIR/frames/frame_00001.png ... every N iterations [off]
-              --preset NAME        seed | seed2 [{d.Preset}]; explicit options override the preset.
-                                   seed:  ring, planar K={d.Layers}, adam lr {F(d.LearningRate)}, batch {d.BatchSize}, {d.Iterations} iterations
-                                   seed2: ring, planar K={s2.Layers}, rmsprop lr {F(s2.LearningRate)}, decay {F(s2.LearningRateDecay)}, batch {s2.BatchSize}, {s2.Iterations} iterations
-              --help, -h           show this text
-
-            Options take "--name value" or "--name=value". Invalid input: one line on stderr, exit code 2.
-            Writes: density.png (true vs fitted density, one color scale), samples.png, training.png.
-            """;
-    }
+    /// <summary>The --help text (System.CommandLine's help: every option with its default).</summary>
+    public static string HelpText() => CliCommandLine.HelpText();
 
     /// <summary>The trainer settings these options stand for.</summary>
     public TrainerOptions ToTrainerOptions() => new()

@@ -5,13 +5,21 @@ using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.Plotting;
 using Microsoft.ML.NormalizingFlows.Targets;
 using Microsoft.ML.NormalizingFlows.Training;
+using Spectre.Console;
 
 namespace NormalizingFlows.Cli;
 
 /// <summary>Runs one experiment as the options describe: build, fit, evaluate, draw.</summary>
 internal static class CliRunner
 {
-    public static int Run(CliOptions o, TextWriter output, CancellationToken cancellationToken = default)
+    /// <summary>Exit code after Ctrl+C (128 + SIGINT, the shell convention), once what was fitted has been written.</summary>
+    public const int InterruptedExitCode = 130;
+
+    /// <summary>Runs with plain progress lines on <paramref name="output"/> (tests, redirected output).</summary>
+    public static int Run(CliOptions o, TextWriter output, CancellationToken cancellationToken = default) => Run(o, output, null, cancellationToken);
+
+    /// <summary>Runs; with an interactive <paramref name="console"/>, training shows a live progress display on it.</summary>
+    public static int Run(CliOptions o, TextWriter output, IAnsiConsole? console, CancellationToken cancellationToken = default)
     {
         var target = CreateTarget(o.Target);
         CliOptions.RequireTwoDimensional(target, o.Target);
@@ -45,12 +53,13 @@ internal static class CliRunner
             var background = DensityGrid.ForTarget(target, FitPictures.PlotBox(target), 150);
             frames = new FrameRecorder(q, background, Path.Combine(directory, "frames"), every, flowTitle);
         }
-        var progress = new ConsoleProgress(output, CliOptions.PrintEvery, frames);
-
         FitResult fit;
         try
         {
-            fit = VariationalTrainer.Fit(q, target, trainerOptions, progress, cancellationToken);
+            fit = console is not null && LiveProgress.IsAvailable(console)
+                ? LiveProgress.Run(console, trainerOptions.Iterations, target.LogNormalizer, frames,
+                    progress => VariationalTrainer.Fit(q, target, trainerOptions, progress, cancellationToken))
+                : VariationalTrainer.Fit(q, target, trainerOptions, new ConsoleProgress(output, CliOptions.PrintEvery, frames), cancellationToken);
         }
         catch (TrainingDivergedException e)
         {
@@ -75,7 +84,7 @@ internal static class CliRunner
         foreach (var path in written) output.WriteLine($"Wrote    {path}");
         if (frames is not null)
             output.WriteLine(I($"Wrote    {frames.Frames.Count} frames in {Path.Combine(directory, "frames")} (frame_00001.png ...)"));
-        return 0;
+        return fit.Cancelled ? InterruptedExitCode : 0;
     }
 
     /// <summary>Creates the target; a missing or unreadable image is a usage error, not a crash.</summary>

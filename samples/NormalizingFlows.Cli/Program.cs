@@ -1,5 +1,6 @@
-// Entry point of the CLI: parse, run, map failures to exit codes (2 = bad command line).
+// Entry point of the CLI: parse, run, map failures to exit codes (2 = bad command line, 130 = Ctrl+C).
 using NormalizingFlows.Cli;
+using Spectre.Console;
 
 CliOptions options;
 try
@@ -22,7 +23,7 @@ using var cancel = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
 try
 {
-    return CliRunner.Run(options, Console.Out, cancel.Token);
+    return CliRunner.Run(options, Console.Out, AnsiConsole.Console, cancel.Token);
 }
 catch (CliUsageException e)
 {

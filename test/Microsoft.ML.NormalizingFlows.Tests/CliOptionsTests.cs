@@ -89,7 +89,8 @@ public sealed class CliOptionsTests
         foreach (var option in new[] { "--target", "--flow", "--flow-settings", "--layers", "--iterations", "--batch", "--lr ", "--optimizer", "--lr-decay",
                      "--seed", "--precision", "--device", "--threads", "--output", "--frames-every", "--preset", "--help" })
             StringAssert.Contains(help, option);
-        foreach (var defaultValue in new[] { "[ring]", "[planar]", "[32]", "[20000]", "[128]", "[0.0006]", "[adam]", "[./flows-output]", "image:PATH.png" })
+        foreach (var defaultValue in new[] { "[default: ring]", "[default: planar]", "[default: 32]", "[default: 20000]", "[default: 128]", "[default: 0.0006]",
+                     "[default: adam]", "[default: ./flows-output]", "image:PATH.png", "130" })
             StringAssert.Contains(help, defaultValue);
     }
 

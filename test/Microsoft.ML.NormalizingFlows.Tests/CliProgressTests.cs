@@ -1,0 +1,75 @@
+using System.Diagnostics;
+using Microsoft.VisualStudio.TestTools.UnitTesting;
+using NormalizingFlows.Cli;
+using Spectre.Console;
+
+namespace Microsoft.ML.NormalizingFlows.Tests;
+
+/// <summary>The CLI's live progress display and its Ctrl+C behaviour.</summary>
+[TestClass]
+public sealed class CliProgressTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    [TestMethod]
+    public void OnATerminalTrainingShowsABarWithEtaElboAndKl()
+    {
+        using var screen = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.Yes, Interactive = InteractionSupport.Yes, ColorSystem = ColorSystemSupport.NoColors, Out = new AnsiConsoleOutput(screen),
+        });
+        Assert.IsTrue(LiveProgress.IsAvailable(console));
+        var result = LiveProgress.Run(console, 1_000, logNormalizer: 2.0, frames: null, progress =>
+        {
+            foreach (int it in new[] { 250, 500, 750, 1_000 })
+            {
+                progress.Report(new TrainingProgress(it, 1_000, 1.9, 6e-4, TimeSpan.FromSeconds(it / 1000.0), 0));
+                Thread.Sleep(120); // let the display refresh
+            }
+            return new FitResult(new double[1_000], 0, TimeSpan.FromSeconds(1), 1_000, false);
+        });
+        var text = screen.ToString();
+        TestContext.WriteLine(text);
+        Assert.AreEqual(1_000, result.Iterations);
+        StringAssert.Contains(text, "ELBO    1.9000");
+        StringAssert.Contains(text, "KL ≈ 0.1000");
+        StringAssert.Contains(text, "100%");
+        // Redirected output keeps plain lines.
+        var plain = AnsiConsole.Create(new AnsiConsoleSettings { Ansi = AnsiSupport.No, Interactive = InteractionSupport.No, Out = new AnsiConsoleOutput(new StringWriter()) });
+        Assert.IsFalse(LiveProgress.IsAvailable(plain));
+    }
+
+    [TestMethod]
+    [Timeout(180_000)]
+    public void CtrlCExits130AfterWritingWhatWasFitted()
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "NormalizingFlows.Cli.dll");
+        var directory = PngTestFiles.NewTempDirectory();
+        try
+        {
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[] { "exec", dll, "--iterations", "5000000", "--layers", "4", "--output", directory }) start.ArgumentList.Add(a);
+            using var process = Process.Start(start)!;
+            var stderr = process.StandardError.ReadToEndAsync();
+            var lines = new List<string>();
+            string? line;
+            while ((line = process.StandardOutput.ReadLine()) is not null)
+            {
+                lines.Add(line);
+                if (line.StartsWith("iter ", StringComparison.Ordinal)) break; // training is under way
+            }
+            Assert.IsNotNull(line, $"the CLI ended before training: {string.Join("\n", lines)} {stderr.Result}");
+            using (var kill = Process.Start("kill", $"-INT {process.Id}")) kill.WaitForExit();
+            lines.AddRange(process.StandardOutput.ReadToEnd().Split('\n'));
+            Assert.IsTrue(process.WaitForExit(120_000));
+            var stdout = string.Join("\n", lines);
+            TestContext.WriteLine(stdout);
+            Assert.AreEqual(CliRunner.InterruptedExitCode, process.ExitCode, $"{stdout}\n{stderr.Result}");
+            StringAssert.Contains(stdout, "Cancelled after");
+            foreach (var png in new[] { "density.png", "samples.png", "training.png" })
+                Assert.IsTrue(File.Exists(Path.Combine(directory, png)), $"{png} written");
+        }
+        finally { Directory.Delete(directory, recursive: true); }
+    }
+}

@@ -109,23 +109,6 @@ internal static partial class BenchVerbs
     }
 
     /// <summary>
-    /// Cosine decay from 1 to 1% over whichever runs out first, the iterations or the wall-time budget, so a fit
-    /// on a slow or busy machine still ends annealed when the budget stops it.
-    /// </summary>
-    private sealed class BudgetCosineSchedule(TimeSpan budget) : LearningRateSchedule
-    {
-        private readonly Stopwatch clock = new();
-
-        public override void Reset() => clock.Restart();
-
-        public override double Factor(int iteration, int iterations)
-        {
-            double progress = Math.Max((iteration - 1) / (double)Math.Max(1, iterations - 1), clock.Elapsed / budget);
-            return 0.01 + 0.99 * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress)));
-        }
-    }
-
-    /// <summary>
     /// The tempered ELBO E_q[β log p̃ − log q] (Rezende &amp; Mohamed 2015 anneal the same way): β rises linearly
     /// from 0.1 to 1 over the first <paramref name="fraction"/> of the fit (iterations or budget, whichever is
     /// further along). A flat p̃^β early lets q spread over every branch of a forked density before the branches
@@ -173,8 +156,9 @@ internal static partial class BenchVerbs
         return 2;
     }
 
-    /// <summary>Builds the recipe's flow and trains it with <see cref="BudgetCosineSchedule"/>; at the budget the fit is
-    /// cancelled (the trainer keeps the best parameters so far) and the table marks its time "(budget)".</summary>
+    /// <summary>Builds the recipe's flow and trains it with a cosine decay to 1% that anneals by iterations or time,
+    /// whichever runs out first (the trainer's TimeLimit); at the budget the fit stops with the best parameters so far
+    /// and the table marks its time "(budget)".</summary>
     private static QualityFitResult TrainWithinBudget(Target target, QualityRecipe r, QualityArgs a)
     {
         var q = FlowFactory.Create(r.Flow, target.Dimension, r.Layers, a.Seed, r.SettingsMap);
@@ -184,7 +168,8 @@ internal static partial class BenchVerbs
             Iterations = r.Iterations,
             BatchSize = r.Batch,
             LearningRate = r.LearningRate,
-            Schedule = new BudgetCosineSchedule(budget),
+            Schedule = LearningRateSchedule.Cosine(0.01),
+            TimeLimit = budget,
             Precision = r.Float64 ? Precision.Float64 : Precision.Float32,
             Objective = r.Anneal > 0 ? new AnnealedElbo(r.Anneal, r.Iterations, budget)
                 : r.Stl ? new ImportanceWeightedElboObjective(1, GradientEstimator.StickingTheLanding) : null,
@@ -193,9 +178,8 @@ internal static partial class BenchVerbs
             ReportEvery = int.MaxValue,
             ThrowOnDivergence = false,
         };
-        using var cancel = new CancellationTokenSource(budget);
-        var fit = VariationalTrainer.Fit(q, target, options, null, cancel.Token);
-        return new QualityFitResult(q, fit, fit.Status == FitStatus.Cancelled);
+        var fit = VariationalTrainer.Fit(q, target, options);
+        return new QualityFitResult(q, fit, fit.Status == FitStatus.TimeLimitReached);
     }
 
     /// <summary>Prints each selected recipe, then yields it with its fit.</summary>

@@ -125,5 +125,23 @@ public sealed class TrainerTests
         var (z, _) = q.Sample(3);
         Assert.AreEqual(TorchSharp.torch.ScalarType.Float64, z.dtype);
     }
-}
 
+    [TestMethod]
+    public void ATimeLimitStopsTrainingAnnealedAndSaysSo()
+    {
+        // Before: no wall-time budget; users fell back to a CancellationTokenSource and their own schedule.
+        var q = FlowFactory.Create("planar", 2, 4, seed: 0);
+        var options = new TrainerOptions
+        {
+            Iterations = 10_000_000, BatchSize = 64, LearningRate = 1e-2, Threads = 1, TimeLimit = TimeSpan.FromSeconds(1.5),
+            Schedule = LearningRateSchedule.Cosine(0.01),
+        };
+        var fit = VariationalTrainer.Fit(q, TargetGallery.Create("ring"), options);
+        Assert.AreEqual(FitStatus.TimeLimitReached, fit.Status);
+        Assert.IsTrue(fit.Elapsed < TimeSpan.FromSeconds(3), $"{fit.Elapsed}");
+        Assert.IsTrue(fit.Iterations > 100 && fit.Iterations < options.Iterations);
+        Assert.IsTrue(fit.FinalLearningRate < 1e-2 * 0.02, $"the cosine annealed by time: final rate {fit.FinalLearningRate:E2}");
+        Assert.IsFalse(fit.Cancelled);
+        Assert.AreEqual("TimeLimit", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainerOptions { TimeLimit = TimeSpan.Zero }.Validate()).ParamName);
+    }
+}

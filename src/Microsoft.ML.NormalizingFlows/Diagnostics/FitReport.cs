@@ -185,7 +185,7 @@ public sealed class FitReport
 
         if (Fit is { SkippedSteps: > 0 }) notes.Add($"[training] {Fit.SkippedSteps} training steps were skipped (non-finite loss or gradient)");
         if (Fit is { NonFiniteSamples: > 0 }) notes.Add($"[training] {Fit.NonFiniteSamples} training draws had a non-finite target and got weight 0");
-        if (Fit?.Status == FitStatus.Completed && Fit.SmoothedElbo.Count >= 2 && Fit.BestIteration == Fit.Iterations)
+        if (Fit?.Status is FitStatus.Completed or FitStatus.TimeLimitReached && Fit.SmoothedElbo.Count >= 2 && Fit.BestIteration == Fit.Iterations)
             notes.Add("[training] the smoothed ELBO was still improving at the last window: more iterations may help");
         var verdict = notReliable.Count > 0 ? FitVerdict.NotReliable
             : rough.Count > 0 ? FitVerdict.Rough
@@ -236,6 +236,7 @@ public sealed class FitReport
     private static string StatusText(FitStatus status) => status switch
     {
         FitStatus.Completed => "completed",
+        FitStatus.TimeLimitReached => "stopped at its time limit",
         FitStatus.StoppedEarly => "stopped early (plateau)",
         FitStatus.Cancelled => "CANCELLED",
         FitStatus.Diverged => "DIVERGED",

@@ -75,6 +75,8 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         public double? GradientClipNorm { get; set; }
         /// <summary>The learning-rate schedule (null: exponential with <see cref="LearningRateDecay"/>); e.g. <c>LearningRateSchedule.Cosine()</c>.</summary>
         public LearningRateSchedule? Schedule { get; set; }
+        /// <summary>A wall-time budget for fitting; schedules anneal by iterations or time, whichever runs out first (null: none).</summary>
+        public TimeSpan? TimeLimit { get; set; }
         /// <summary>Linear warm-up over this many steps (0: none).</summary>
         public int WarmupIterations { get; set; }
         /// <summary>Steps per window of the smoothed ELBO (keep-best, early stopping, divergence).</summary>
@@ -162,6 +164,7 @@ public sealed class NormalizingFlowEstimator : IEstimator<NormalizingFlowTransfo
         Objective = options.Objective,
         GradientClipNorm = options.GradientClipNorm,
         Schedule = options.Schedule,
+        TimeLimit = options.TimeLimit,
         WarmupIterations = options.WarmupIterations,
         ConvergenceWindow = options.ConvergenceWindow,
         EarlyStoppingPatience = options.EarlyStoppingPatience,

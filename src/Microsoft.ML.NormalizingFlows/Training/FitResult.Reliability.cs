@@ -7,6 +7,8 @@ public enum FitStatus
     StoppedEarly,
     Cancelled,
     Diverged,
+    /// <summary>The wall-time budget (<see cref="TrainerOptions.TimeLimit"/>) ended the fit before its iterations.</summary>
+    TimeLimitReached,
 }
 
 public sealed partial class FitResult

@@ -9,6 +9,14 @@ public sealed partial class TrainerOptions
     /// <summary>The learning-rate schedule; null means <see cref="LearningRateSchedule.Exponential"/>(<see cref="LearningRateDecay"/>).</summary>
     public LearningRateSchedule? Schedule { get; set; }
 
+    /// <summary>
+    /// A wall-time budget: training stops at the first step that starts after it (status
+    /// <see cref="FitStatus.TimeLimitReached"/>, best parameters kept as at a normal end), and schedules anneal by
+    /// whichever runs out first, the iterations or the time, so a fit stopped by the clock still ends annealed.
+    /// Null: no limit.
+    /// </summary>
+    public TimeSpan? TimeLimit { get; set; }
+
     /// <summary>Linear warm-up: the learning rate is multiplied by min(1, t / W) for the first W iterations (0: none).</summary>
     public int WarmupIterations { get; set; }
 
@@ -37,6 +45,7 @@ public sealed partial class TrainerOptions
     {
         if (GradientClipNorm is double clip && !(clip > 0 && double.IsFinite(clip)))
             throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), clip, "GradientClipNorm must be positive and finite when set.");
+        if (TimeLimit is TimeSpan limit && limit <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(TimeLimit), limit, "TimeLimit must be positive when set.");
         if (WarmupIterations < 0) throw new ArgumentOutOfRangeException(nameof(WarmupIterations), WarmupIterations, "WarmupIterations must be non-negative.");
         if (ConvergenceWindow <= 0) throw new ArgumentOutOfRangeException(nameof(ConvergenceWindow), ConvergenceWindow, "ConvergenceWindow must be positive.");
         if (EarlyStoppingPatience is <= 0) throw new ArgumentOutOfRangeException(nameof(EarlyStoppingPatience), EarlyStoppingPatience, "EarlyStoppingPatience must be positive when set.");

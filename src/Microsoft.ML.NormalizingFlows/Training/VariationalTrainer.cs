@@ -63,7 +63,8 @@ public static class VariationalTrainer
             for (int it = 1; it <= options.Iterations; it++)
             {
                 if (cancellationToken.IsCancellationRequested) { status = FitStatus.Cancelled; break; }
-                learningRate = LearningRateAt(it, options, schedule);
+                if (options.TimeLimit is TimeSpan limit && clock.Elapsed >= limit) { status = FitStatus.TimeLimitReached; break; }
+                learningRate = LearningRateAt(it, options, schedule, clock.Elapsed);
                 optimizer.LearningRate = learningRate;
                 var (elbo, badTerm, dropped) = Step(q, target, objective, optimizer, parameters, options.BatchSize, generator, options.GradientClipNorm,
                     requireTargetGradient: it == 1);
@@ -146,11 +147,20 @@ public static class VariationalTrainer
                 "Write log p̃ with TorchSharp operations on the given tensor z; reading values out (.data<T>(), .item(), ToArray) and building a new tensor cuts the gradient.");
     }
 
-    /// <summary>Base rate × schedule factor × linear warm-up.</summary>
-    internal static double LearningRateAt(int iteration, TrainerOptions options, LearningRateSchedule schedule)
+    /// <summary>
+    /// Base rate × schedule factor × linear warm-up. With a time limit the schedule sees the iteration that
+    /// corresponds to the larger of the two progress fractions, iterations done and time used.
+    /// </summary>
+    internal static double LearningRateAt(int iteration, TrainerOptions options, LearningRateSchedule schedule, TimeSpan elapsed = default)
     {
         double warmup = options.WarmupIterations > 0 ? Math.Min(1.0, iteration / (double)options.WarmupIterations) : 1.0;
-        return options.LearningRate * schedule.Factor(iteration, options.Iterations) * warmup;
+        int scheduled = iteration;
+        if (options.TimeLimit is TimeSpan limit && options.Iterations > 1)
+        {
+            double byTime = Math.Min(1.0, elapsed / limit);
+            scheduled = Math.Max(iteration, 1 + (int)Math.Round(byTime * (options.Iterations - 1)));
+        }
+        return options.LearningRate * schedule.Factor(scheduled, options.Iterations) * warmup;
     }
 
     private static bool AllFinite(List<Parameter> parameters)

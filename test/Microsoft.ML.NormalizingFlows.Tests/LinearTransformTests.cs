@@ -50,4 +50,23 @@ public sealed class LinearTransformTests
         AssertClose(torch.linalg.slogdet(lu.Weight.detach()).Item2.expand(16), lu.Forward(x64).LogAbsDetJacobian.detach(), 1e-12, "log|det W|");
         AssertRoundTrip(lu, x64, 1e-12);
     }
+
+    [TestMethod]
+    public void FixedAffineIsExactInFloat64()
+    {
+        // Reproduction: location and scale lived in float32 buffers, so a float64 fit through them was rounded.
+        double[] location = { 1 + 1e-12, -3.000000001 }, scale = { 1e-7 * (1 + 1e-10), 2.5 };
+        var affine = new FixedAffineTransform(location, scale);
+        affine.to(ScalarType.Float64);
+        var x = torch.tensor(new[,] { { 1.0, -2.0 } }, ScalarType.Float64);
+        var (y, logDet) = affine.Forward(x);
+        Assert.AreEqual(location[0] + scale[0], y[0, 0].item<double>(), 1e-15);
+        Assert.AreEqual(location[1] - 2 * scale[1], y[0, 1].item<double>(), 1e-14);
+        Assert.AreEqual(Math.Log(scale[0]) + Math.Log(scale[1]), logDet.item<double>(), 1e-13);
+        var (back, inverseLogDet) = affine.Inverse(y);
+        Assert.AreEqual(0, (back - x).abs().max().item<double>(), 1e-9);
+        Assert.AreEqual(-logDet.item<double>(), inverseLogDet.item<double>(), 1e-13);
+        // And float32 inputs get float32 outputs.
+        Assert.AreEqual(ScalarType.Float32, affine.Forward(x.to(ScalarType.Float32)).Output.dtype);
+    }
 }

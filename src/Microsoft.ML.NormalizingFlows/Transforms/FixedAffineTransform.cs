@@ -4,9 +4,11 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.NormalizingFlows.Transforms;
 
 /// <summary>
-/// y = loc + scale ⊙ x with fixed (non-trainable) loc and scale &gt; 0, stored as buffers so they travel
-/// with the state dict. Density estimation puts it last so the trainable flow works on standardized data
-/// (its base is N(0, I)), which makes fits to data on any scale behave like fits on unit-scale data.
+/// y = loc + scale ⊙ x with fixed (non-trainable) loc and scale &gt; 0. Density estimation puts it last so the
+/// trainable flow works on standardized data (its base is N(0, I)), which makes fits to data on any scale behave
+/// like fits on unit-scale data; a posterior fit puts it first to precondition. The computation uses the exact
+/// double values in the input's dtype (a float64 fit is not rounded through float32); the buffers travel with
+/// the state dict for saved flows.
 /// </summary>
 public sealed class FixedAffineTransform : FlowTransform
 {
@@ -33,7 +35,12 @@ public sealed class FixedAffineTransform : FlowTransform
         register_buffer("loc", loc);
         register_buffer("scale", this.scale);
         register_buffer("logScaleSum", logScaleSum);
+        exactLoc = new CachedConstant(location);
+        exactScale = new CachedConstant(scale);
+        exactLogScaleSum = new CachedConstant(new[] { scale.Sum(Math.Log) });
     }
+
+    private readonly CachedConstant exactLoc, exactScale, exactLogScaleSum;
 
     /// <summary>The location and scale it was built with (double precision; persistence records these).</summary>
     public IReadOnlyList<double> Location { get; }
@@ -42,7 +49,7 @@ public sealed class FixedAffineTransform : FlowTransform
     public override (Tensor Output, Tensor LogAbsDetJacobian) Forward(Tensor input)
     {
         CheckInput(input);
-        var (l, s, ld) = Buffers();
+        var (l, s, ld) = Exact(input);
         return (torch.addcmul(l, input, s, S(1)), ld.expand(input.shape[0]).clone());
     }
 
@@ -51,14 +58,11 @@ public sealed class FixedAffineTransform : FlowTransform
     public override (Tensor Output, Tensor LogAbsDetJacobian) Inverse(Tensor input)
     {
         CheckInput(input);
-        var (l, s, ld) = Buffers();
-        return ((input - l) / s, (-ld).expand(input.shape[0]).clone());
+        var (l, s, ld) = Exact(input);
+        return ((input - l) / s, ld.neg().expand(input.shape[0]).clone());
     }
 
-    // The registered buffers, looked up by name so that .to(dtype/device) moves are honoured.
-    private (Tensor Loc, Tensor Scale, Tensor LogScaleSum) Buffers()
-    {
-        var all = named_buffers().ToDictionary(b => b.name, b => b.buffer);
-        return (all["loc"], all["scale"], all["logScaleSum"]);
-    }
+    // The exact values in the input's dtype and on its device (the buffers follow .to() through float32 and lose digits).
+    private (Tensor Loc, Tensor Scale, Tensor LogScaleSum) Exact(Tensor input) =>
+        (exactLoc.Like(input), exactScale.Like(input), exactLogScaleSum.Like(input));
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.NormalizingFlows;
+using Microsoft.ML.NormalizingFlows.Platform;
 using Microsoft.ML.NormalizingFlows.Diagnostics;
 using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.Plotting;

@@ -54,6 +54,7 @@ public static class FlowFactory
     /// <param name="settings">Optional preset settings (see <see cref="SettingNames"/>); recorded in <see cref="FlowSpec.Settings"/>.</param>
     public static FlowDistribution Create(string name, int dimension, int layers, long seed = 0, IReadOnlyDictionary<string, string>? settings = null)
     {
+        NativeRuntime.EnsureLoaded();
         if (string.IsNullOrWhiteSpace(name)) throw new ArgumentException("A flow name is required.", nameof(name));
         if (!Presets.TryGetValue(name, out var factory))
             throw new ArgumentException($"Unknown flow '{name}'. Known flows: {string.Join(", ", Presets.Keys)}.", nameof(name));
@@ -74,6 +75,7 @@ public static class FlowFactory
     public static FlowDistribution Create(FlowSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        NativeRuntime.EnsureLoaded();
         if (string.Equals(spec.Preset, FlowBuilder.CustomPreset, StringComparison.Ordinal)) return FlowBuilder.Replay(spec);
         if (spec.Steps is not null)
             throw new ArgumentException($"Flow preset '{spec.Preset}' takes no builder steps (only '{FlowBuilder.CustomPreset}' flows have them).", nameof(spec));

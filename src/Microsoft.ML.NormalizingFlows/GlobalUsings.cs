@@ -2,3 +2,4 @@
 // (see Tensors/RootedScalars.cs for why every constant in a tensor expression goes through it).
 global using Microsoft.ML.NormalizingFlows.Tensors;
 global using static Microsoft.ML.NormalizingFlows.Tensors.RootedScalars;
+global using Microsoft.ML.NormalizingFlows.Platform;

@@ -123,4 +123,49 @@ public sealed class PackagingTests
             }
         }
     }
+
+    [TestMethod]
+    [Timeout(600_000)]
+    public void AProjectReferenceFromOutsideTheRepositoryIsToldWhatToDoAboutTheNativeLibrary()
+    {
+        // Reproduction: such a project does not import the repository's build targets, so libLibTorchSharp.so keeps its
+        // GLIBCXX_3.4.32 need; TorchSharp then blamed a missing libtorch-cpu-linux-x64 reference.
+        string root = RepositoryRoot();
+        string app = Path.Combine(Path.GetTempPath(), "nf-projref-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(app);
+        try
+        {
+            File.WriteAllText(Path.Combine(app, "RefApp.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup>
+                    <OutputType>Exe</OutputType>
+                    <TargetFramework>net10.0</TargetFramework>
+                    <ImplicitUsings>enable</ImplicitUsings>
+                    <NoWarn>NU1603</NoWarn>
+                  </PropertyGroup>
+                  <ItemGroup>
+                    <ProjectReference Include="{Path.Combine(root, "src", "Microsoft.ML.NormalizingFlows", "Microsoft.ML.NormalizingFlows.csproj")}" />
+                  </ItemGroup>
+                </Project>
+                """);
+            File.WriteAllText(Path.Combine(app, "Program.cs"), """
+                var q = Microsoft.ML.NormalizingFlows.FlowFactory.Create("planar", 2, 2);
+                Console.WriteLine($"LOADED {q.Dimension}");
+                """);
+            var (code, output) = Run(app, "run", "-c", Configuration);
+            TestContext.WriteLine(output);
+            if (Platform.NativeRuntime.SystemLibraryHas(Platform.NativeRuntime.RequiredGlibcxxVersion))
+            {
+                Assert.AreEqual(0, code, output);
+                StringAssert.Contains(output, "LOADED 2");
+            }
+            else
+            {
+                Assert.AreNotEqual(0, code, output);
+                StringAssert.Contains(output, "needs GLIBCXX_3.4.32");
+                StringAssert.Contains(output, "TorchSharpNativeFix.targets");
+            }
+        }
+        finally { Directory.Delete(app, recursive: true); }
+    }
 }

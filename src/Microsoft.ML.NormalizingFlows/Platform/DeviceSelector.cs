@@ -1,13 +1,14 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.NormalizingFlows;
+namespace Microsoft.ML.NormalizingFlows.Platform;
 
 /// <summary>Turns a device name into a TorchSharp device, failing clearly when CUDA is asked for and absent.</summary>
 public static class DeviceSelector
 {
     public static Device Resolve(string? name)
     {
+        NativeRuntime.EnsureLoaded();
         var text = string.IsNullOrWhiteSpace(name) ? "cpu" : name.Trim().ToLowerInvariant();
         if (text == "cpu") return torch.CPU;
         if (text == "auto") return torch.cuda.is_available() ? torch.CUDA : torch.CPU;

@@ -37,6 +37,9 @@ public sealed class CachedConstant
 
     private CachedConstant(Tensor source) => this.source = source.DetachFromDisposeScope();
 
+    /// <summary>Integer (index) data, kept as int64: use <see cref="On"/>.</summary>
+    public bool IsInteger => !source.is_floating_point();
+
     /// <summary>The shape of the constant.</summary>
     public long[] Shape => source.shape;
 

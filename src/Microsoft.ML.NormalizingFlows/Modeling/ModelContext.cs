@@ -1,0 +1,31 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.NormalizingFlows.Modeling;
+
+/// <summary>
+/// What a model's log density sees for one batch of B points: each parameter's constrained values, batch first
+/// (a scalar parameter is [B], a vector [B, n], a matrix [B, n, m]), and the data on the batch's dtype and device.
+/// </summary>
+public sealed class ModelContext
+{
+    private readonly BayesianModel model;
+    private readonly IReadOnlyDictionary<string, Tensor> values;
+    private readonly Tensor reference;
+
+    internal ModelContext(BayesianModel model, IReadOnlyDictionary<string, Tensor> values, Tensor reference)
+    {
+        this.model = model;
+        this.values = values;
+        this.reference = reference;
+    }
+
+    /// <summary>B, the number of points evaluated at once.</summary>
+    public long BatchSize => reference.shape[0];
+
+    /// <summary>A parameter's constrained values, batch first.</summary>
+    public Tensor this[string parameter] => values.TryGetValue(parameter, out var value) ? value
+        : throw new KeyNotFoundException($"Model '{model.Name}' has no parameter '{parameter}'. Parameters: {string.Join(", ", values.Keys)}.");
+
+    /// <summary>Data bound with <see cref="BayesianBayesianModel.Data(string, double[], long[])"/> and friends: floating data in the batch's dtype, integer data (indices) as int64, on the batch's device.</summary>
+    public Tensor Data(string name) => model.DataTensor(name, reference);
+}

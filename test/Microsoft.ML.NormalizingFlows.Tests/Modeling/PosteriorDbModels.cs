@@ -1,0 +1,106 @@
+using System.Text.Json;
+using Microsoft.ML.NormalizingFlows.Modeling;
+using Microsoft.ML.NormalizingFlows.Modeling.Constraints;
+using Microsoft.ML.NormalizingFlows.Modeling.Distributions;
+
+namespace Microsoft.ML.NormalizingFlows.Tests.Modeling;
+
+/// <summary>
+/// posteriordb's eight_schools_noncentered, gp_regr and arK written with the model API, statement for statement
+/// from their Stan code (Data/posteriordb/*.json): no Jacobian is written by hand.
+/// </summary>
+internal static class PosteriorDbModels
+{
+    public static JsonElement Load(string name)
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "Data", "posteriordb", name + ".json");
+        return JsonDocument.Parse(File.ReadAllText(path)).RootElement;
+    }
+
+    private static double[] Numbers(JsonElement data, string field) => data.GetProperty(field).EnumerateArray().Select(v => v.GetDouble()).ToArray();
+
+    public static BayesianModel Create(string name) => name switch
+    {
+        "eight_schools_noncentered" => EightSchools(Load(name).GetProperty("data")),
+        "gp_regr" => GaussianProcessRegression(Load(name).GetProperty("data")),
+        "arK" => Autoregressive(Load(name).GetProperty("data")),
+        _ => throw new ArgumentException($"No model '{name}'.", nameof(name)),
+    };
+
+    private static BayesianModel EightSchools(JsonElement data)
+    {
+        var y = Numbers(data, "y");
+        return new BayesianModel("eight_schools_noncentered")
+            .Parameter("theta_trans", y.Length)
+            .Parameter("mu")
+            .Parameter("tau", Constraint.Positive)
+            .Data("y", y)
+            .Data("sigma", Numbers(data, "sigma"))
+            .LogDensity(m =>
+            {
+                var thetaTrans = m["theta_trans"];
+                var mu = m["mu"];
+                var tau = m["tau"];
+                var theta = thetaTrans * tau.unsqueeze(1) + mu.unsqueeze(1);
+                return new Normal(0, 1).LogProb(thetaTrans).sum(1)
+                       + new Normal(theta, m.Data("sigma")).LogProb(m.Data("y")).sum(1)
+                       + new Normal(0, 5).LogProb(mu)
+                       + new Cauchy(0, 5).LogProb(tau);
+            });
+    }
+
+    private static BayesianModel GaussianProcessRegression(JsonElement data)
+    {
+        var x = Numbers(data, "x");
+        var y = Numbers(data, "y");
+        int n = x.Length;
+        var squaredDistances = new double[n * n];
+        for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) squaredDistances[i * n + j] = (x[i] - x[j]) * (x[i] - x[j]);
+        return new BayesianModel("gp_regr")
+            .Parameter("rho", Constraint.Positive)
+            .Parameter("alpha", Constraint.Positive)
+            .Parameter("sigma", Constraint.Positive)
+            .Data("y", y)
+            .Data("d2", squaredDistances, n, n)
+            .LogDensity(m =>
+            {
+                var rho = m["rho"].reshape(-1, 1, 1);
+                var alpha = m["alpha"].reshape(-1, 1, 1);
+                var sigma = m["sigma"].reshape(-1, 1, 1);
+                var eye = torch.eye(n, dtype: rho.dtype, device: rho.device);
+                // gp_exp_quad_cov(x, alpha, rho) + diag_matrix(rep_vector(sigma, N)): sigma itself on the diagonal, as written.
+                var cov = alpha.square() * (-m.Data("d2") / (2 * rho.square())).exp() + sigma * eye;
+                var l = torch.linalg.cholesky(cov);
+                return new Gamma(25, 4).LogProb(m["rho"]) + new Normal(0, 2).LogProb(m["alpha"]) + new Normal(0, 1).LogProb(m["sigma"])
+                       + new MultivariateNormal(torch.zeros(n, dtype: rho.dtype, device: rho.device), l).LogProb(m.Data("y"));
+            });
+    }
+
+    private static BayesianModel Autoregressive(JsonElement data)
+    {
+        int k = data.GetProperty("K").GetInt32();
+        var y = Numbers(data, "y");
+        int rows = y.Length - k;
+        var lags = new double[rows * k];
+        for (int t = 0; t < rows; t++) for (int j = 0; j < k; j++) lags[t * k + j] = y[t + k - 1 - j]; // y[t − j] for j = 1 … K
+        return new BayesianModel("arK")
+            .Parameter("alpha")
+            .Parameter("beta", k)
+            .Parameter("sigma", Constraint.Positive)
+            .Data("lags", lags, rows, k)
+            .Data("y", y[k..])
+            .LogDensity(m =>
+            {
+                var mu = m["alpha"].unsqueeze(1) + m["beta"].matmul(m.Data("lags").t());
+                return new Normal(0, 10).LogProb(m["alpha"]) + new Normal(0, 10).LogProb(m["beta"]).sum(1) + new Cauchy(0, 2.5).LogProb(m["sigma"])
+                       + new Normal(mu, m["sigma"].unsqueeze(1)).LogProb(m.Data("y")).sum(1);
+            });
+    }
+
+    /// <summary>posteriordb's log-density test points: unconstrained coordinates (in declaration order) and lp with the Jacobian.</summary>
+    public static (double[] Z, double LogDensity)[] TestPoints(string name) =>
+        Load(name).GetProperty("log_density_test_points").GetProperty("points").EnumerateArray()
+            .Select(p => (p.GetProperty("unconstrained").EnumerateObject().Select(v => v.Value.GetDouble()).ToArray(),
+                          p.GetProperty("lp_unconstrained_with_jacobian").GetDouble()))
+            .ToArray();
+}

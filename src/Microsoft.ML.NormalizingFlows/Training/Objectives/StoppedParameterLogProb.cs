@@ -16,7 +16,9 @@ namespace Microsoft.ML.NormalizingFlows.Training;
 /// <list type="bullet">
 /// <item>No transform (mean-field / full-rank Gaussian): evaluate <see cref="FlowDistribution.LogProb"/>
 /// at z with every parameter's requires_grad switched off for that one call. Exact and cheap.</item>
-/// <item>A transform (no differentiable inverse needed): with parameters held constant, re-run the flow
+/// <item>A transform with a differentiable inverse (coupling, autoregressive, affine, radial): evaluate
+/// <see cref="FlowDistribution.LogProb"/> at z with parameters held constant, one inverse pass. Exact.</item>
+/// <item>Otherwise (planar's inverse is a bisection without gradients): with parameters held constant, re-run the flow
 /// from the same noise ε and take s = ∇_z log q(z) = J⁻ᵀ ∇_ε log q(T(ε)), where J = ∂z/∂ε comes from d
 /// backward passes (d = dimension) and the d×d systems are solved per draw. The result is the
 /// surrogate log q(z).detach() + sᵀ(z − z.detach()): its value is log q, its gradient sᵀ ∂z/∂φ.
@@ -40,6 +42,12 @@ public static class StoppedParameterLogProb
         {
             foreach (var p in parameters) p.requires_grad = false;
             if (q.Transform is null) return q.LogProb(z);
+            if (q.CanEvaluateLogProb)
+            {
+                // Through the inverse: gradient reaches z only if the inverse is differentiable (it is not for planar).
+                var viaInverse = q.LogProb(z);
+                if (viaInverse.requires_grad) return viaInverse;
+            }
             var score = ScoreAtDraws(q, noise);
             return logQ.detach().Plus((score * (z - z.detach())).sum(1));
         }

@@ -1,0 +1,74 @@
+using Microsoft.ML.NormalizingFlows.Training;
+
+namespace Microsoft.ML.NormalizingFlows.Modeling;
+
+/// <summary>What q is in the last stage of <see cref="PosteriorFitter"/>.</summary>
+public enum ApproximationFamily
+{
+    /// <summary>A normalizing flow on top of the Gaussian stage's affine map (the default).</summary>
+    Flow,
+    /// <summary>The full-rank Gaussian of the second stage itself (the series' baseline).</summary>
+    FullRankGaussian,
+    /// <summary>A mean-field Gaussian, fitted from the mode (the series' other baseline).</summary>
+    MeanFieldGaussian,
+}
+
+/// <summary>
+/// The default recipe's settings (docs/models.md): every step can be changed. The defaults need no tuning on the
+/// posteriordb models; all stages run in float64.
+/// </summary>
+public sealed class PosteriorFitOptions
+{
+    public ApproximationFamily Family { get; set; } = ApproximationFamily.Flow;
+
+    /// <summary>Stage 1, the mode: Adam steps on −log p̃ from z = 0 (0 skips it; the Gaussian then starts at 0).</summary>
+    public int ModeIterations { get; set; } = 1_000;
+    public double ModeLearningRate { get; set; } = 0.05;
+
+    /// <summary>Stage 2, a full-rank Gaussian by reverse KL (sticking-the-landing gradients) started at the mode.</summary>
+    public int GaussianIterations { get; set; } = 4_000;
+    public double GaussianLearningRate { get; set; } = 1e-2;
+    public int GaussianBatchSize { get; set; } = 64;
+
+    /// <summary>Stage 3, the flow, trained on the Gaussian's whitened space (its mean and Cholesky factor as a fixed affine map).</summary>
+    public string Flow { get; set; } = "realnvp";
+    public int FlowLayers { get; set; } = 6;
+    public Dictionary<string, string>? FlowSettings { get; set; }
+    public int FlowIterations { get; set; } = 5_000;
+    public double FlowLearningRate { get; set; } = 1e-3;
+    public int FlowBatchSize { get; set; } = 256;
+
+    /// <summary>Independent flow fits (seeds) started at once; when their ELBOs disagree by more than <see cref="RestartTolerance"/> nats, up to <see cref="MaxRestarts"/> more are run, and the best ELBO is kept.</summary>
+    public int FlowFits { get; set; } = 2;
+    public double RestartTolerance { get; set; } = 0.5;
+    public int MaxRestarts { get; set; } = 2;
+
+    /// <summary>A wall-time budget for each training stage (schedules anneal by time too); null: none.</summary>
+    public TimeSpan? StageTimeLimit { get; set; }
+
+    /// <summary>Draws for ELBO comparisons between fits and for the fit report.</summary>
+    public int EvaluationDraws { get; set; } = 4_000;
+    public int ReportSamples { get; set; } = 10_000;
+
+    public long Seed { get; set; }
+    public int? Threads { get; set; }
+
+    /// <summary>Receives each stage's name and training progress.</summary>
+    public IProgress<(string Stage, TrainingProgress Progress)>? Progress { get; set; }
+
+    internal void Validate()
+    {
+        if (!Enum.IsDefined(Family)) throw new ArgumentOutOfRangeException(nameof(Family), Family, "Unknown approximation family.");
+        if (ModeIterations < 0) throw new ArgumentOutOfRangeException(nameof(ModeIterations), ModeIterations, "ModeIterations must be non-negative.");
+        if (GaussianIterations <= 0) throw new ArgumentOutOfRangeException(nameof(GaussianIterations), GaussianIterations, "GaussianIterations must be positive.");
+        if (FlowIterations <= 0) throw new ArgumentOutOfRangeException(nameof(FlowIterations), FlowIterations, "FlowIterations must be positive.");
+        if (FlowFits <= 0) throw new ArgumentOutOfRangeException(nameof(FlowFits), FlowFits, "FlowFits must be positive.");
+        if (MaxRestarts < 0) throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts, "MaxRestarts must be non-negative.");
+        if (!(RestartTolerance > 0)) throw new ArgumentOutOfRangeException(nameof(RestartTolerance), RestartTolerance, "RestartTolerance must be positive.");
+        if (EvaluationDraws < 100) throw new ArgumentOutOfRangeException(nameof(EvaluationDraws), EvaluationDraws, "EvaluationDraws must be at least 100.");
+        if (!(ModeLearningRate > 0) || !(GaussianLearningRate > 0) || !(FlowLearningRate > 0))
+            throw new ArgumentOutOfRangeException(nameof(FlowLearningRate), "Learning rates must be positive.");
+        if (!FlowFactory.Names.Contains(Flow, StringComparer.OrdinalIgnoreCase))
+            throw new ArgumentException($"Unknown flow '{Flow}'. Known flows: {string.Join(", ", FlowFactory.Names)}.", nameof(Flow));
+    }
+}

@@ -1,0 +1,186 @@
+using System.Diagnostics;
+using Microsoft.ML.NormalizingFlows.Diagnostics;
+using Microsoft.ML.NormalizingFlows.Distributions;
+using Microsoft.ML.NormalizingFlows.Targets;
+using Microsoft.ML.NormalizingFlows.Training;
+using Microsoft.ML.NormalizingFlows.Training.Optimizers;
+using Microsoft.ML.NormalizingFlows.Transforms;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.NormalizingFlows.Modeling;
+
+/// <summary>One stage of a posterior fit, for the record.</summary>
+public sealed record PosteriorFitStage(string Name, TimeSpan Elapsed, double Elbo, string Detail);
+
+/// <summary>A fitted posterior approximation: q on the unconstrained scale, its fit report, and draws by name.</summary>
+public sealed class PosteriorFit
+{
+    internal PosteriorFit(BayesianModel model, FlowDistribution q, FitReport report, IReadOnlyList<PosteriorFitStage> stages, TimeSpan elapsed)
+    {
+        Model = model;
+        Approximation = q;
+        Report = report;
+        Stages = stages;
+        Elapsed = elapsed;
+    }
+
+    public BayesianModel Model { get; }
+
+    /// <summary>q over the model's unconstrained coordinates (float64).</summary>
+    public FlowDistribution Approximation { get; }
+
+    /// <summary>ELBO, k̂ on independent draws, ESS and the verdict.</summary>
+    public FitReport Report { get; }
+
+    public IReadOnlyList<PosteriorFitStage> Stages { get; }
+
+    /// <summary>Wall time of the whole recipe (every stage, the report included).</summary>
+    public TimeSpan Elapsed { get; }
+
+    /// <summary>S draws by parameter name on the constrained scale, with PSIS weights.</summary>
+    public PosteriorDraws Draws(int count = 10_000, long seed = 7) => PosteriorDraws.Draw(Model, Approximation, count, seed);
+
+    /// <summary>The summary table of <paramref name="count"/> fresh draws.</summary>
+    public PosteriorSummary Summary(int count = 10_000) => Draws(count).Summary(Report.Verdict);
+}
+
+/// <summary>
+/// The default recipe for a <see cref="BayesianModel"/> (docs/models.md), in float64:
+/// (1) the mode of log p̃ by Adam from z = 0; (2) a full-rank Gaussian by reverse KL started there (sticking-the-
+/// landing gradients, cosine schedule); (3) a normalizing flow trained on top of that Gaussian's affine map, so its
+/// layers see a roughly standardized, decorrelated posterior whatever the model's scales (the posteriordb models
+/// have condition numbers up to 1e5); two or more independent flow fits, more when their ELBOs disagree, the best
+/// kept; (4) the fit report. <see cref="ApproximationFamily"/> stops at the Gaussian instead.
+/// </summary>
+public static class PosteriorFitter
+{
+    /// <summary>Fits q to the model's posterior with the default recipe (or the given settings).</summary>
+    public static PosteriorFit Fit(this BayesianModel model, PosteriorFitOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var o = options ?? new PosteriorFitOptions();
+        o.Validate();
+        var target = model.AsTarget();
+        var clock = Stopwatch.StartNew();
+        var stages = new List<PosteriorFitStage>();
+        using var threads = TorchThreadScope.Enter(o.Threads);
+
+        var mode = FindMode(target, o, stages, cancellationToken);
+        FlowDistribution q;
+        FitResult fit;
+        if (o.Family == ApproximationFamily.MeanFieldGaussian)
+            (q, fit) = FitGaussian(target, new DiagonalNormal(target.Dimension, 0.1), mode, o, stages, "mean-field Gaussian", cancellationToken);
+        else
+        {
+            var (gaussian, gaussianFit) = FitGaussian(target, new FullRankNormal(target.Dimension, 0.1), mode, o, stages, "full-rank Gaussian", cancellationToken);
+            (q, fit) = o.Family == ApproximationFamily.FullRankGaussian ? (gaussian, gaussianFit)
+                : FitFlows(target, (FullRankNormal)gaussian.Base, o, stages, cancellationToken);
+        }
+        var reportClock = Stopwatch.StartNew();
+        var report = FitReport.Create(q, target, fit, o.ReportSamples, o.Seed + 1);
+        stages.Add(new PosteriorFitStage("report", reportClock.Elapsed, report.Elbo.Mean, $"k̂ {report.VerdictParetoK:F2}, {report.Verdict}"));
+        return new PosteriorFit(model, q, report, stages, clock.Elapsed);
+    }
+
+    private static Tensor FindMode(Target target, PosteriorFitOptions o, List<PosteriorFitStage> stages, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var parameter = new TorchSharp.Modules.Parameter(torch.zeros(1, target.Dimension, dtype: ScalarType.Float64));
+        using var optimizer = new AdamOptimizer(new[] { parameter }, o.ModeLearningRate);
+        double best = double.NegativeInfinity;
+        var bestZ = parameter.detach().clone();
+        for (int it = 0; it < o.ModeIterations && !cancellationToken.IsCancellationRequested; it++)
+        {
+            using var scope = torch.NewDisposeScope();
+            optimizer.ZeroGrad();
+            var logP = target.Evaluate(parameter);
+            double value = logP.item<double>();
+            if (!double.IsFinite(value)) break; // stepped somewhere the density is not defined: keep the best so far
+            if (value > best) { best = value; bestZ = parameter.detach().clone().DetachFromDisposeScope(); }
+            logP.neg().sum().backward();
+            optimizer.LearningRate = o.ModeLearningRate * 0.5 * (1 + Math.Cos(Math.PI * it / Math.Max(1, o.ModeIterations)));
+            optimizer.Step();
+        }
+        stages.Add(new PosteriorFitStage("mode", clock.Elapsed, double.NaN, double.IsFinite(best) ? $"log p̃ at the mode {best:F3}" : "no finite value: started at 0"));
+        return bestZ.squeeze(0);
+    }
+
+    private static TrainerOptions Training(PosteriorFitOptions o, int iterations, double learningRate, int batch, long seed) => new()
+    {
+        Iterations = iterations,
+        LearningRate = learningRate,
+        BatchSize = batch,
+        Precision = Precision.Float64,
+        Schedule = LearningRateSchedule.Cosine(0.02),
+        WarmupIterations = Math.Min(200, iterations / 10),
+        Objective = new ImportanceWeightedElboObjective(1, GradientEstimator.StickingTheLanding),
+        TimeLimit = o.StageTimeLimit,
+        Seed = seed,
+        ReportEvery = Math.Max(1, iterations / 20),
+        ThrowOnDivergence = false,
+    };
+
+    private static (FlowDistribution Q, FitResult Fit) FitGaussian(Target target, BaseDistribution family, Tensor mode,
+        PosteriorFitOptions o, List<PosteriorFitStage> stages, string name, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var q = new FlowDistribution(family);
+        q.to(ScalarType.Float64);
+        using (torch.no_grad())
+        {
+            var loc = family.named_parameters().First(p => p.name == "loc").parameter;
+            loc.copy_(mode.to(loc.dtype));
+        }
+        var fit = VariationalTrainer.Fit(q, target, Training(o, o.GaussianIterations, o.GaussianLearningRate, o.GaussianBatchSize, o.Seed),
+            Report(o, name), cancellationToken);
+        var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, o.Seed + 11);
+        stages.Add(new PosteriorFitStage(name, clock.Elapsed, elbo.Elbo, $"{fit.Iterations} steps, {fit.Status}"));
+        return (q, fit);
+    }
+
+    private static (FlowDistribution Q, FitResult Fit) FitFlows(Target target, FullRankNormal gaussian, PosteriorFitOptions o,
+        List<PosteriorFitStage> stages, CancellationToken cancellationToken)
+    {
+        double[] mean;
+        double[,] factor;
+        using (torch.no_grad())
+        {
+            mean = gaussian.Location.to(ScalarType.Float64).data<double>().ToArray();
+            var l = gaussian.CholeskyFactor.to(ScalarType.Float64);
+            int d = mean.Length;
+            var flat = l.data<double>().ToArray();
+            factor = new double[d, d];
+            for (int i = 0; i < d; i++) for (int j = 0; j <= i; j++) factor[i, j] = flat[i * d + j];
+        }
+        var fits = new List<(FlowDistribution Q, FitResult Fit, double Elbo)>();
+        int attempts = 0;
+        while (true)
+        {
+            long seed = o.Seed + 1_000 * (attempts + 1);
+            var clock = Stopwatch.StartNew();
+            var flow = FlowFactory.Create(o.Flow, target.Dimension, o.FlowLayers, seed, o.FlowSettings);
+            var q = new FlowDistribution(flow.Base, new CompositeTransform(target.Dimension, new[] { flow.Transform!, new FixedLinearTransform(mean, factor) }));
+            var fit = VariationalTrainer.Fit(q, target, Training(o, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed), Report(o, $"flow {attempts + 1}"), cancellationToken);
+            var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, seed + 11);
+            fits.Add((q, fit, elbo.Elbo));
+            stages.Add(new PosteriorFitStage($"flow {attempts + 1} ({o.Flow} K={o.FlowLayers}, seed {seed})", clock.Elapsed, elbo.Elbo, $"{fit.Iterations} steps, {fit.Status}"));
+            attempts++;
+            if (cancellationToken.IsCancellationRequested) break;
+            if (attempts < o.FlowFits) continue;
+            var finite = fits.Where(f => double.IsFinite(f.Elbo)).Select(f => f.Elbo).ToArray();
+            bool agree = finite.Length >= Math.Min(2, o.FlowFits) && finite.Max() - finite.Min() <= o.RestartTolerance;
+            if (agree || attempts >= o.FlowFits + o.MaxRestarts) break;
+        }
+        var best = fits.OrderByDescending(f => double.IsFinite(f.Elbo) ? f.Elbo : double.NegativeInfinity).First();
+        return (best.Q, best.Fit);
+    }
+
+    private static IProgress<TrainingProgress>? Report(PosteriorFitOptions o, string stage) =>
+        o.Progress is { } progress ? new StageProgress(progress, stage) : null;
+
+    private sealed class StageProgress(IProgress<(string, TrainingProgress)> inner, string stage) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => inner.Report((stage, value));
+    }
+}

@@ -1,0 +1,87 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.NormalizingFlows.Modeling;
+using Microsoft.ML.NormalizingFlows.Modeling.Constraints;
+using Microsoft.ML.NormalizingFlows.Modeling.Distributions;
+using Microsoft.VisualStudio.TestTools.UnitTesting;
+
+namespace Microsoft.ML.NormalizingFlows.Tests.Modeling;
+
+/// <summary>The recipe, the draws by name and the summary, on a conjugate model whose posterior is known exactly.</summary>
+[TestClass]
+public sealed class PosteriorFitTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    // y_i ~ N(mu, 1), mu ~ N(0, 10): the posterior of mu is N(n ȳ / (n + 1/100), 1 / (n + 1/100)).
+    // s ~ LogNormal(0, 0.5) with no data: its posterior is its prior (a constrained parameter with a known answer).
+    private static readonly double[] Y = { 1.2, 0.4, 2.2, 1.9, 0.8, 1.5, 1.1, 0.3 };
+    private static double PosteriorPrecision => Y.Length + 0.01;
+    private static double PosteriorMean => Y.Sum() / PosteriorPrecision;
+    private static double PosteriorSd => 1 / Math.Sqrt(PosteriorPrecision);
+
+    private static BayesianModel Conjugate() => new BayesianModel("conjugate")
+        .Parameter("mu")
+        .Parameter("s", Constraint.Positive)
+        .Data("y", Y)
+        .LogDensity(m => new Normal(0, 10).LogProb(m["mu"]) + new LogNormal(0, 0.5).LogProb(m["s"])
+                         + new Normal(m["mu"].unsqueeze(1), torch.ones(1, dtype: m["mu"].dtype)).LogProb(m.Data("y")).sum(1));
+
+    private static PosteriorFitOptions Quick(ApproximationFamily family) => new()
+    {
+        Family = family, ModeIterations = 300, GaussianIterations = 1_500, FlowIterations = 800, FlowLayers = 2,
+        FlowSettings = new() { ["hidden"] = "16" }, FlowFits = 1, MaxRestarts = 0, EvaluationDraws = 1_000, ReportSamples = 2_000, Threads = 1,
+    };
+
+    [TestMethod]
+    [DataRow(ApproximationFamily.FullRankGaussian)]
+    [DataRow(ApproximationFamily.MeanFieldGaussian)]
+    [DataRow(ApproximationFamily.Flow)]
+    public void TheRecipeRecoversAKnownPosteriorByName(ApproximationFamily family)
+    {
+        var fit = Conjugate().Fit(Quick(family));
+        foreach (var stage in fit.Stages) TestContext.WriteLine($"{stage.Name}: {stage.Elapsed.TotalSeconds:F1} s, ELBO {stage.Elbo:F3}, {stage.Detail}");
+        var summary = fit.Summary(20_000);
+        TestContext.WriteLine(summary.Format());
+        Assert.AreEqual(PosteriorMean, summary["mu"].Mean, 0.05 * PosteriorSd, "mu's mean");
+        Assert.AreEqual(PosteriorSd, summary["mu"].Sd, 0.05 * PosteriorSd, "mu's sd");
+        double priorMean = Math.Exp(0.125), priorSd = Math.Sqrt((Math.Exp(0.25) - 1) * Math.Exp(0.25));
+        Assert.AreEqual(priorMean, summary["s"].Mean, 0.05 * priorSd, "s's mean (lognormal: the constraint's Jacobian is right)");
+        Assert.AreEqual(priorSd, summary["s"].Sd, 0.1 * priorSd, "s's sd");
+        Assert.AreEqual(Math.Exp(0), summary["s"].Q50, 0.05, "s's median");
+        Assert.AreNotEqual(Microsoft.ML.NormalizingFlows.Diagnostics.FitVerdict.NotReliable, fit.Report.Verdict);
+        Assert.AreEqual(family == ApproximationFamily.MeanFieldGaussian ? 3 : family == ApproximationFamily.FullRankGaussian ? 3 : 4, fit.Stages.Count);
+    }
+
+    [TestMethod]
+    public void DrawsComeByNameAsArraysDataViewsAndGeneratedQuantities()
+    {
+        var model = new BayesianModel("shapes")
+            .Parameter("mu")
+            .Parameter("w", Constraint.Simplex, 3)
+            .LogDensity(m => new Normal(1, 0.5).LogProb(m["mu"]) + new Dirichlet(torch.tensor(new[] { 2.0, 3.0, 5.0 }, dtype: m["mu"].dtype)).LogProb(m["w"]));
+        var fit = model.Fit(Quick(ApproximationFamily.FullRankGaussian));
+        var draws = fit.Draws(3_000);
+        Assert.AreEqual(3_000, draws.Count);
+        var w = draws.Parameter("w");
+        Assert.IsTrue(w.All(row => row.Length == 3 && Math.Abs(row.Sum() - 1) < 1e-12 && row.All(v => v >= 0)), "simplex draws");
+        CollectionAssert.AreEqual(w.Select(r => r[1]).ToArray(), draws["w[2]"]);
+        // Generated quantities: any function of the parameters, per draw.
+        var total = draws.Generate(m => m["mu"] + m["w"].sum(1));
+        Assert.AreEqual(draws["mu"][5] + 1, total[5][0], 1e-12);
+        // An IDataView with named columns and slot names, plus the PSIS weight.
+        var view = draws.ToDataView(new MLContext());
+        CollectionAssert.AreEqual(new[] { "mu", "w", "Weight" }, view.Schema.Select(c => c.Name).ToArray());
+        VBuffer<ReadOnlyMemory<char>> slots = default;
+        view.Schema["w"].GetSlotNames(ref slots);
+        CollectionAssert.AreEqual(new[] { "w[1]", "w[2]", "w[3]" }, slots.DenseValues().Select(s => s.ToString()).ToArray());
+        var mus = view.GetColumn<double>("mu").ToArray();
+        CollectionAssert.AreEqual(draws["mu"], mus);
+        Assert.AreEqual(1.0, view.GetColumn<double>("Weight").Average(), 1e-9, "weights × S average 1");
+        // The Dirichlet(2, 3, 5) means 0.2, 0.3, 0.5 show in the summary.
+        var summary = draws.Summary();
+        Assert.AreEqual(0.5, summary["w[3]"].WeightedMean, 0.03);
+        StringAssert.Contains(summary.Format(), "w[3]");
+        Assert.ThrowsExactly<KeyNotFoundException>(() => draws["nothing"]);
+    }
+}

@@ -28,12 +28,27 @@ public sealed class TransformJacobianTests
         ("random-permutation", 1, (d, s) => PermutationTransform.Random(d, new Generator((ulong)s))),
         ("lu-linear", 1, (d, s) => new LUInvertibleLinear(d, new Generator((ulong)s))),
         ("actnorm", 1, (d, s) => new ActNorm(d)),
+        ("fixed-affine", 1, (d, s) => new FixedAffineTransform(Enumerable.Range(0, d).Select(i => 0.3 * i - 1).ToArray(), Enumerable.Range(0, d).Select(i => 0.5 + 0.25 * i).ToArray())),
+        ("fixed-linear", 1, (d, s) => new FixedLinearTransform(Enumerable.Range(0, d).Select(i => 0.3 * i - 1).ToArray(), LowerTriangular(d, s))),
         ("composite", 2, (d, s) => new CompositeTransform(d, new FlowTransform[]
         {
             new ActNorm(d), new CouplingTransform(d, CouplingMasks.Halves(d, false), new RationalQuadraticSplineMap(4, 3.0), 8, 1, false, new Generator((ulong)s)),
             new LUInvertibleLinear(d, new Generator((ulong)s + 1)), PermutationTransform.Reverse(d),
         })),
     };
+
+    /// <summary>A lower-triangular matrix with positive diagonal (a preconditioner's Cholesky factor).</summary>
+    private static double[,] LowerTriangular(int d, long seed)
+    {
+        var random = new Random((int)seed);
+        var l = new double[d, d];
+        for (int i = 0; i < d; i++)
+        {
+            for (int j = 0; j < i; j++) l[i, j] = random.NextDouble() - 0.5;
+            l[i, i] = 0.5 + random.NextDouble();
+        }
+        return l;
+    }
 
     private static FlowTransform Make(int index, int d, ScalarType dtype, long seed = 7, double perturbation = 0.3)
     {

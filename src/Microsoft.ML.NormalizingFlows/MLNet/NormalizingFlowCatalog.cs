@@ -45,6 +45,18 @@ public static class NormalizingFlowCatalog
         });
     }
 
+    /// <summary>
+    /// Variational inference for a <see cref="Microsoft.ML.NormalizingFlows.Modeling.BayesianModel"/>: the flow works on the model's unconstrained
+    /// coordinates (the bijectors' log |det J| included), and the Sample column's slots are named after them
+    /// (mu, unconstrained(tau), …). For draws by name on the constrained scale use <c>model.Fit()</c> and its
+    /// <c>Draws(n).ToDataView(mlContext)</c>.
+    /// </summary>
+    public static NormalizingFlowEstimator NormalizingFlow(this TransformsCatalog catalog, Microsoft.ML.NormalizingFlows.Modeling.BayesianModel model, NormalizingFlowEstimator.Options options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return catalog.NormalizingFlow(model.AsTarget(), options);
+    }
+
     /// <summary>Variational inference with all settings (see <see cref="NormalizingFlowEstimator.Options"/>).</summary>
     public static NormalizingFlowEstimator NormalizingFlow(this TransformsCatalog catalog, Target target, NormalizingFlowEstimator.Options options)
     {

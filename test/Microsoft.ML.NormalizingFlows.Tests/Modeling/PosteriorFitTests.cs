@@ -84,4 +84,22 @@ public sealed class PosteriorFitTests
         StringAssert.Contains(summary.Format(), "w[3]");
         Assert.ThrowsExactly<KeyNotFoundException>(() => draws["nothing"]);
     }
+
+    [TestMethod]
+    public void TheMLNetEstimatorAcceptsAModel()
+    {
+        var ml = new MLContext(seed: 1);
+        var estimator = ml.Transforms.NormalizingFlow(Conjugate(), new Microsoft.ML.NormalizingFlows.MLNet.NormalizingFlowEstimator.Options
+        {
+            Flow = "full-rank", Layers = 1, Iterations = 1_500, LearningRate = 0.02, Precision = Precision.Float64, ReportSamples = 2_000, Seed = 3,
+        });
+        var model = estimator.Fit(ml.Data.CreateEmptyRows(0));
+        var draws = model.Generate(4_000);
+        VBuffer<ReadOnlyMemory<char>> slots = default;
+        draws.Schema["Sample"].GetSlotNames(ref slots);
+        CollectionAssert.AreEqual(new[] { "mu", "unconstrained(s)" }, slots.DenseValues().Select(v => v.ToString()).ToArray());
+        var mu = draws.GetColumn<float[]>("Sample").Select(z => (double)z[0]).ToArray();
+        Assert.AreEqual(PosteriorMean, mu.Average(), 0.05);
+        Assert.IsNotNull(model.FitReport);
+    }
 }

@@ -45,6 +45,7 @@ internal static partial class BenchVerbs
         RegisterReliable();
         RegisterMLNet();
         RegisterQuality();
+        RegisterPosteriorDb();
     }
 
     static partial void RegisterSeed();
@@ -52,4 +53,5 @@ internal static partial class BenchVerbs
     static partial void RegisterReliable();
     static partial void RegisterMLNet();
     static partial void RegisterQuality();
+    static partial void RegisterPosteriorDb();
 }

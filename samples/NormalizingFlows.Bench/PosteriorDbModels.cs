@@ -1,21 +1,34 @@
 using System.Text.Json;
 using Microsoft.ML.NormalizingFlows.Modeling;
+using TorchSharp;
 using Microsoft.ML.NormalizingFlows.Modeling.Constraints;
 using Microsoft.ML.NormalizingFlows.Modeling.Distributions;
 
-namespace Microsoft.ML.NormalizingFlows.Tests.Modeling;
+
 
 /// <summary>
 /// posteriordb's eight_schools_noncentered, gp_regr and arK written with the model API, statement for statement
-/// from their Stan code (Data/posteriordb/*.json): no Jacobian is written by hand.
+/// from their Stan code (the posteriordb JSON files: model text, data, reference moments, log-density test points):
+/// no Jacobian is written by hand. Shared by the bench verb "posteriordb" and the tests (which link this file).
 /// </summary>
 internal static class PosteriorDbModels
 {
+    public static readonly string[] Names = { "eight_schools_noncentered", "gp_regr", "arK" };
+
+    /// <summary>The folder with the JSON files (set by the caller: the tests' Data/posteriordb, the bench's shared/data/posteriordb).</summary>
+    public static string Directory { get; set; } = Path.Combine(AppContext.BaseDirectory, "Data", "posteriordb");
+
     public static JsonElement Load(string name)
     {
-        var path = Path.Combine(AppContext.BaseDirectory, "Data", "posteriordb", name + ".json");
+        var path = Path.Combine(Directory, name + ".json");
+        if (!File.Exists(path)) throw new FileNotFoundException($"posteriordb file '{path}' is missing.", path);
         return JsonDocument.Parse(File.ReadAllText(path)).RootElement;
     }
+
+    /// <summary>The reference posterior's mean and sd per parameter entry (constrained scale).</summary>
+    public static (string Name, double Mean, double Sd)[] Reference(string name) =>
+        Load(name).GetProperty("parameters").EnumerateArray()
+            .Select(p => (p.GetProperty("name").GetString()!, p.GetProperty("ref_mean").GetDouble(), p.GetProperty("ref_sd").GetDouble())).ToArray();
 
     private static double[] Numbers(JsonElement data, string field) => data.GetProperty(field).EnumerateArray().Select(v => v.GetDouble()).ToArray();
 
@@ -70,7 +83,7 @@ internal static class PosteriorDbModels
                 var eye = torch.eye(n, dtype: rho.dtype, device: rho.device);
                 // gp_exp_quad_cov(x, alpha, rho) + diag_matrix(rep_vector(sigma, N)): sigma itself on the diagonal, as written.
                 var cov = alpha.square() * (-m.Data("d2") / (2 * rho.square())).exp() + sigma * eye;
-                var l = torch.linalg.cholesky(cov);
+                var l = Microsoft.ML.NormalizingFlows.Tensors.SafeLinalg.Cholesky(cov); // a non-positive-definite draw is dropped, not fatal
                 return new Gamma(25, 4).LogProb(m["rho"]) + new Normal(0, 2).LogProb(m["alpha"]) + new Normal(0, 1).LogProb(m["sigma"])
                        + new MultivariateNormal(torch.zeros(n, dtype: rho.dtype, device: rho.device), l).LogProb(m.Data("y"));
             });

@@ -1,3 +1,4 @@
+using Microsoft.ML;
 using Microsoft.ML.NormalizingFlows.Modeling.Constraints;
 using Microsoft.ML.NormalizingFlows.Targets;
 using TorchSharp;
@@ -21,6 +22,7 @@ public sealed partial class BayesianModel
     private readonly List<ModelParameter> parameters = new();
     private readonly Dictionary<string, CachedConstant> data = new(StringComparer.Ordinal);
     private Func<ModelContext, Tensor>? logDensity;
+    private MinibatchSource? minibatches;
 
     public BayesianModel(string name)
     {
@@ -100,6 +102,21 @@ public sealed partial class BayesianModel
         return this;
     }
 
+    /// <summary>
+    /// Streams columns of a large <see cref="IDataView"/> in minibatches of <paramref name="batchSize"/> rows: every
+    /// evaluation of the log density sees the next batch as <see cref="ModelContext.Minibatch"/> and should add
+    /// <c>m.Minibatch.ScaledSum(perRowLogLikelihood)</c> (the batch sum × N/B, unbiased for the full sum).
+    /// </summary>
+    public BayesianModel Minibatch(MLContext mlContext, IDataView dataView, int batchSize, params string[] columns)
+    {
+        if (minibatches is not null) throw new InvalidOperationException($"Model '{Name}' already streams minibatches.");
+        minibatches = new MinibatchSource(mlContext, dataView, batchSize, columns, seed: 1);
+        return this;
+    }
+
+    /// <summary>The minibatch stream, when the model has one.</summary>
+    public MinibatchSource? Minibatches => minibatches;
+
     /// <summary>The log density over constrained values: returns one value per point of the batch, [B].</summary>
     public BayesianModel LogDensity(Func<ModelContext, Tensor> logDensity)
     {
@@ -161,7 +178,13 @@ public sealed partial class BayesianModel
     internal Tensor EvaluateLogDensity(Tensor unconstrained)
     {
         var (values, logDet) = Split(unconstrained);
-        var logP = logDensity!(new ModelContext(this, values, unconstrained));
+        MinibatchRows? rows = null;
+        if (minibatches is { } source)
+        {
+            var batch = source.Next();
+            rows = new MinibatchRows(batch, source.Rows / (double)source.BatchSize, unconstrained);
+        }
+        var logP = logDensity!(new ModelContext(this, values, unconstrained, rows));
         if (logP is null || logP.dim() != 1 || logP.shape[0] != unconstrained.shape[0])
             throw new TargetException($"Model '{Name}': the log density returned shape [{(logP is null ? "null" : string.Join(", ", logP.shape))}]; " +
                                       $"expected [{unconstrained.shape[0]}], one value per point (sum over the data and the parameters' entries).");

@@ -12,8 +12,11 @@ public sealed class ModelContext
     private readonly IReadOnlyDictionary<string, Tensor> values;
     private readonly Tensor reference;
 
-    internal ModelContext(BayesianModel model, IReadOnlyDictionary<string, Tensor> values, Tensor reference)
+    private readonly MinibatchRows? minibatch;
+
+    internal ModelContext(BayesianModel model, IReadOnlyDictionary<string, Tensor> values, Tensor reference, MinibatchRows? minibatch = null)
     {
+        this.minibatch = minibatch;
         this.model = model;
         this.values = values;
         this.reference = reference;
@@ -25,6 +28,10 @@ public sealed class ModelContext
     /// <summary>A parameter's constrained values, batch first.</summary>
     public Tensor this[string parameter] => values.TryGetValue(parameter, out var value) ? value
         : throw new KeyNotFoundException($"Model '{model.Name}' has no parameter '{parameter}'. Parameters: {string.Join(", ", values.Keys)}.");
+
+    /// <summary>This evaluation's minibatch of streamed rows (see <see cref="BayesianModel.Minibatch"/>).</summary>
+    public MinibatchRows Minibatch => minibatch
+        ?? throw new InvalidOperationException($"Model '{model.Name}' streams no minibatches: call Minibatch(mlContext, dataView, batchSize, columns) when declaring it.");
 
     /// <summary>Data bound with <see cref="BayesianBayesianModel.Data(string, double[], long[])"/> and friends: floating data in the batch's dtype, integer data (indices) as int64, on the batch's device.</summary>
     public Tensor Data(string name) => model.DataTensor(name, reference);

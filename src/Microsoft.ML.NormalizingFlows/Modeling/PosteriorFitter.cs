@@ -159,8 +159,9 @@ public static class PosteriorFitter
         {
             long seed = o.Seed + 1_000 * (attempts + 1);
             var clock = Stopwatch.StartNew();
-            var flow = FlowFactory.Create(o.Flow, target.Dimension, o.FlowLayers, seed, o.FlowSettings);
-            var q = new FlowDistribution(flow.Base, new CompositeTransform(target.Dimension, new[] { flow.Transform!, new FixedLinearTransform(mean, factor) }));
+            // Built through a FlowDescription so that the preconditioned flow records how to rebuild it (FlowSerializer saves it).
+            var spec = new FlowSpec(o.Flow.ToLowerInvariant(), target.Dimension, o.FlowLayers, seed, o.FlowSettings is { Count: > 0 } s ? new Dictionary<string, string>(s) : null);
+            var q = new Persistence.FlowDescription(spec, DType: "Float64", PreconditionMean: mean, PreconditionCholesky: Flatten(factor)).Build();
             var fit = VariationalTrainer.Fit(q, target, Training(o, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed), Report(o, $"flow {attempts + 1}"), cancellationToken);
             var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, seed + 11);
             fits.Add((q, fit, elbo.Elbo));
@@ -174,6 +175,14 @@ public static class PosteriorFitter
         }
         var best = fits.OrderByDescending(f => double.IsFinite(f.Elbo) ? f.Elbo : double.NegativeInfinity).First();
         return (best.Q, best.Fit);
+    }
+
+    private static double[] Flatten(double[,] matrix)
+    {
+        int rows = matrix.GetLength(0), columns = matrix.GetLength(1);
+        var flat = new double[rows * columns];
+        for (int i = 0; i < rows; i++) for (int j = 0; j < columns; j++) flat[i * columns + j] = matrix[i, j];
+        return flat;
     }
 
     private static IProgress<TrainingProgress>? Report(PosteriorFitOptions o, string stage) =>

@@ -8,15 +8,18 @@ namespace Microsoft.ML.NormalizingFlows.Persistence;
 
 /// <summary>
 /// Everything besides the weights that rebuilds a fitted flow: the <see cref="FlowFactory"/> spec, the base
-/// family, an optional fixed output standardization (density estimation) and the precision. Serialized as
-/// JSON, so fields later added to <see cref="FlowSpec"/> travel along.
+/// family, an optional fixed output standardization (density estimation), an optional fixed preconditioning map
+/// y = mean + L x (a posterior fit's Gaussian stage, <see cref="FixedLinearTransform"/>) and the precision.
+/// Serialized as JSON, so fields later added to <see cref="FlowSpec"/> travel along.
 /// </summary>
 public sealed record FlowDescription(
     FlowSpec Spec,
     string BaseFamily = FlowDescription.StandardNormalBase,
     double[]? OutputLocation = null,
     double[]? OutputScale = null,
-    string DType = "Float32")
+    string DType = "Float32",
+    double[]? PreconditionMean = null,
+    double[]? PreconditionCholesky = null)
 {
     /// <summary>N(0, I), fixed (the presets' base).</summary>
     public const string StandardNormalBase = "standard-normal";
@@ -51,6 +54,16 @@ public sealed record FlowDescription(
                 throw new InvalidDataException($"The output standardization must have {d} locations and {d} scales.");
             var affine = new FixedAffineTransform(OutputLocation, OutputScale);
             transform = transform is null ? affine : new CompositeTransform(d, new[] { transform, affine });
+            changed = true;
+        }
+        if (PreconditionMean is not null || PreconditionCholesky is not null)
+        {
+            if (PreconditionMean?.Length != d || PreconditionCholesky?.Length != d * d)
+                throw new InvalidDataException($"The preconditioning map must have a mean of {d} entries and a {d}×{d} Cholesky factor.");
+            var factor = new double[d, d];
+            for (int i = 0; i < d; i++) for (int j = 0; j < d; j++) factor[i, j] = PreconditionCholesky[i * d + j];
+            FlowTransform linear = new FixedLinearTransform(PreconditionMean, factor);
+            transform = transform is null ? linear : new CompositeTransform(d, new[] { transform, linear });
             changed = true;
         }
         var flow = changed ? new FlowDistribution(baseDistribution, transform) { Spec = Spec } : q;

@@ -102,4 +102,20 @@ public sealed class PosteriorFitTests
         Assert.AreEqual(PosteriorMean, mu.Average(), 0.05);
         Assert.IsNotNull(model.FitReport);
     }
+
+    [TestMethod]
+    public void TheRecipesPreconditionedFlowSavesAndLoads()
+    {
+        // Reproduction: a preset wrapped in an affine map lost its spec, so the fitted q could not be saved.
+        var fit = Conjugate().Fit(Quick(ApproximationFamily.Flow));
+        using var stream = new MemoryStream();
+        Microsoft.ML.NormalizingFlows.Persistence.FlowSerializer.Save(fit.Approximation, stream);
+        stream.Position = 0;
+        var loaded = Microsoft.ML.NormalizingFlows.Persistence.FlowSerializer.Load(stream);
+        var z = torch.tensor(new[,] { { 1.1, 0.2 }, { 0.7, -0.4 } }, ScalarType.Float64);
+        using var noGrad = torch.no_grad();
+        var before = fit.Approximation.LogProb(z).data<double>().ToArray();
+        var after = loaded.LogProb(z.to(loaded.Placement.DType)).to(ScalarType.Float64).data<double>().ToArray();
+        CollectionAssert.AreEqual(before, after);
+    }
 }

@@ -83,9 +83,10 @@ internal sealed class PresetSettings
     public BaseDistribution Base(int d)
     {
         // dof and learn-dof are read only for a Student-t base, so giving them with another base is reported as unused.
-        return (Choice("base", "normal", "diag-normal", "student-t") ?? "normal") switch
+        return (Choice("base", "normal", "diag-normal", "full-rank", "student-t") ?? "normal") switch
         {
             "diag-normal" => new DiagonalNormal(d),
+            "full-rank" => new FullRankNormal(d),
             "student-t" => new StudentT(d, Real("dof", 5.0), Bool("learn-dof", true)),
             _ => new StandardNormal(d),
         };
@@ -96,6 +97,7 @@ internal sealed class PresetSettings
     {
         StandardNormal => new(),
         DiagonalNormal => new() { ["base"] = "diag-normal" },
+        FullRankNormal => new() { ["base"] = "full-rank" },
         StudentT t => new()
         {
             ["base"] = "student-t",

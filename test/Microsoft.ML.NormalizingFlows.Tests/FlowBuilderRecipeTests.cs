@@ -98,13 +98,21 @@ public sealed class FlowBuilderRecipeTests
     public void OutsideTransformOrUnlistedBaseLeavesNoSpecAndSaveSaysWhy()
     {
         var withOutsideStep = new FlowBuilder(2).ActNorm().Add(new PlanarFlow(2, 2)).Build();
-        var withUnlistedBase = new FlowBuilder(2).WithBase(new FullRankNormal(2)).ActNorm().Build();
+        var withUnlistedBase = new FlowBuilder(2).WithBase(new UnlistedBase(2)).ActNorm().Build();
         foreach (var q in new[] { withOutsideStep, withUnlistedBase })
         {
             Assert.IsNull(q.Spec);
             var e = Assert.ThrowsExactly<InvalidOperationException>(() => Save(q));
             StringAssert.Contains(e.Message, "FlowBuilder.Add");
         }
+    }
+
+    /// <summary>A base the presets' settings cannot describe (N(0, I) under another name).</summary>
+    private sealed class UnlistedBase(int d) : BaseDistribution(nameof(UnlistedBase), d)
+    {
+        private readonly StandardNormal inner = new(d);
+        public override (Tensor Sample, Tensor LogProb) SampleFromNoise(Tensor noise) => inner.SampleFromNoise(noise);
+        public override Tensor LogProb(Tensor z) => inner.LogProb(z);
     }
 
     [TestMethod]
@@ -127,7 +135,7 @@ public sealed class FlowBuilderRecipeTests
             (good with { Steps = new[] { coupling with { Arguments = With("identity-init", "yes") }, good.Steps[1] } }, "true or false"),
             (good with { Layers = 3 }, "says 3 steps but lists 2"),
             (good with { Steps = null }, "must list its builder steps"),
-            (good with { Settings = new Dictionary<string, string> { ["base"] = "cauchy" } }, "Flow setting 'base' = 'cauchy' must be one of: normal, diag-normal, student-t"),
+            (good with { Settings = new Dictionary<string, string> { ["base"] = "cauchy" } }, "Flow setting 'base' = 'cauchy' must be one of: normal, diag-normal, full-rank, student-t"),
             (new FlowSpec("planar", 2, 2, 0, null, good.Steps), "takes no builder steps"),
         };
         foreach (var (spec, expected) in cases)

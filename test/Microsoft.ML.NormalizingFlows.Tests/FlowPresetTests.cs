@@ -205,4 +205,22 @@ public sealed class FlowPresetTests
         var badDof = Assert.ThrowsExactly<ArgumentException>(() => FlowFactory.Create("maf", 3, 2, settings: new Dictionary<string, string> { ["base"] = "student-t", ["dof"] = "0" }));
         StringAssert.Contains(badDof.Message, "'dof' = '0'");
     }
+
+    [TestMethod]
+    public void PresetsTakeAFullRankBaseThatSavesAndLoads()
+    {
+        // Before: base = normal, diag-normal or student-t only.
+        var q = FlowFactory.Create("realnvp", 3, 2, seed: 5, new Dictionary<string, string> { ["base"] = "full-rank", ["hidden"] = "8" });
+        Assert.IsInstanceOfType<FullRankNormal>(q.Base);
+        using var stream = new MemoryStream();
+        Microsoft.ML.NormalizingFlows.Persistence.FlowSerializer.Save(q, stream);
+        stream.Position = 0;
+        var loaded = Microsoft.ML.NormalizingFlows.Persistence.FlowSerializer.Load(stream);
+        Assert.IsInstanceOfType<FullRankNormal>(loaded.Base);
+        q.eval(); // no ActNorm data-dependent initialization on the comparison's own points
+        loaded.eval();
+        using var noGrad = torch.no_grad();
+        var z = torch.randn(4, 3, generator: new Generator(1));
+        CollectionAssert.AreEqual(q.LogProb(z).data<float>().ToArray(), loaded.LogProb(z).data<float>().ToArray());
+    }
 }

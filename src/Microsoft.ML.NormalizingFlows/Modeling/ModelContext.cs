@@ -33,6 +33,6 @@ public sealed class ModelContext
     public MinibatchRows Minibatch => minibatch
         ?? throw new InvalidOperationException($"Model '{model.Name}' streams no minibatches: call Minibatch(mlContext, dataView, batchSize, columns) when declaring it.");
 
-    /// <summary>Data bound with <see cref="BayesianBayesianModel.Data(string, double[], long[])"/> and friends: floating data in the batch's dtype, integer data (indices) as int64, on the batch's device.</summary>
+    /// <summary>Data bound with <see cref="BayesianModel.Data(string, double[], long[])"/> and friends: floating data in the batch's dtype, integer data (indices) as int64, on the batch's device.</summary>
     public Tensor Data(string name) => model.DataTensor(name, reference);
 }

@@ -46,6 +46,7 @@ internal static partial class BenchVerbs
         RegisterMLNet();
         RegisterQuality();
         RegisterPosteriorDb();
+        RegisterMrp();
     }
 
     static partial void RegisterSeed();
@@ -54,4 +55,5 @@ internal static partial class BenchVerbs
     static partial void RegisterMLNet();
     static partial void RegisterQuality();
     static partial void RegisterPosteriorDb();
+    static partial void RegisterMrp();
 }

@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.NormalizingFlows.Modeling;
+
+/// <summary>
+/// "mrp": the seeds' workflow on shared/data/mrp — the multilevel model fitted with the default recipe (and the
+/// Gaussian baselines), poststratified over the census table, each state's estimate and the parameters compared
+/// with the NUTS reference; the whole recipe's wall time against NUTS's.
+/// </summary>
+internal static partial class BenchVerbs
+{
+    static partial void RegisterMrp() => Add("mrp", "MRP vs NUTS: [flow|full-rank|mean-field|all] [--draws N] [--threads N]", Mrp);
+
+    private static int Mrp(string[] args)
+    {
+        var families = new List<ApproximationFamily>();
+        int draws = 4_000, threads = 1;
+        for (int i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--draws": draws = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--threads": threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "flow": families.Add(ApproximationFamily.Flow); break;
+                case "full-rank": families.Add(ApproximationFamily.FullRankGaussian); break;
+                case "mean-field": families.Add(ApproximationFamily.MeanFieldGaussian); break;
+                case "all": families.AddRange(new[] { ApproximationFamily.Flow, ApproximationFamily.FullRankGaussian, ApproximationFamily.MeanFieldGaussian }); break;
+                default: throw new FormatException($"unknown argument '{args[i]}'");
+            }
+        }
+        if (families.Count == 0) families.Add(ApproximationFamily.Flow);
+        var surveyPath = FindUpward(Path.Combine("shared", "data", "mrp", "survey.csv"));
+        if (surveyPath is null) { Console.Error.WriteLine("error: shared/data/mrp was not found above this folder."); return 2; }
+        string dir = Path.GetDirectoryName(surveyPath)!;
+        var ml = new MLContext(seed: 1);
+        var model = MrpModel.Create(MrpModel.Read(ml, surveyPath), MrpModel.Read(ml, Path.Combine(dir, "poststrat.csv")));
+        var states = ReadCsv(Path.Combine(dir, "reference_states.csv"));
+        var parameters = ReadCsv(Path.Combine(dir, "reference_parameters.csv"));
+        Console.WriteLine($"MRP: {model.Dimension} parameters, 6,000 respondents, 12,000 cells; NUTS reference 2,195 s (reference_run.txt)");
+        foreach (var family in families)
+        {
+            var clock = Stopwatch.StartNew();
+            var fit = model.Fit(new PosteriorFitOptions { Family = family, Threads = threads });
+            var sample = fit.Draws(draws);
+            var estimates = sample.Generate(MrpModel.Poststratify);
+            clock.Stop();
+            Console.WriteLine($"== {family}: {fit.Elapsed.TotalSeconds:F1} s fit ({clock.Elapsed.TotalSeconds:F1} s with {draws} draws and poststratification); k̂ {fit.Report.VerdictParetoK:F2}, {fit.Report.Verdict}");
+            foreach (var stage in fit.Stages) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   {stage.Name}: {stage.Elapsed.TotalSeconds:F1} s, ELBO {stage.Elbo:F2}, {stage.Detail}"));
+            int statesWithin = 0;
+            double worstStateMean = 0, worstStateSd = 0;
+            for (int s = 0; s < 50; s++)
+            {
+                var values = estimates.Select(e => e[s]).ToArray();
+                var (mean, sd) = MeanSd(values);
+                double refMean = states[s].Values["mean"], refSd = states[s].Values["sd"];
+                double dm = Math.Abs(mean - refMean) / refSd, ds = sd / refSd - 1;
+                if (dm <= 0.1 && Math.Abs(ds) <= 0.15) statesWithin++;
+                worstStateMean = Math.Max(worstStateMean, dm);
+                if (Math.Abs(ds) > Math.Abs(worstStateSd)) worstStateSd = ds;
+            }
+            var (nationMean, nationSd) = MeanSd(estimates.Select(e => e[50]).ToArray());
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"   states within 0.1 NUTS sd and 15 %: {statesWithin}/50; worst mean {worstStateMean:F3} sd, worst sd {worstStateSd:P1}; national {nationMean:F4} ± {nationSd:F4} (NUTS 0.5398 ± 0.0068)"));
+            Console.WriteLine($"   {"parameter",-14}{"mean",10}{"NUTS",10}{"Δ/sd",8}{"sd",10}{"NUTS sd",10}{"Δsd",8}");
+            var summary = sample.Summary(fit.Report.Verdict);
+            foreach (var p in parameters.Where(p => p.Name is "alpha" or "b_male" or "b_rep" || p.Name.StartsWith("sd_", StringComparison.Ordinal)))
+            {
+                var row = summary[p.Name];
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"   {p.Name,-14}{row.Mean,10:F4}{p.Values["mean"],10:F4}{Math.Abs(row.Mean - p.Values["mean"]) / p.Values["sd"],8:F3}{row.Sd,10:F4}{p.Values["sd"],10:F4}{row.Sd / p.Values["sd"] - 1,8:P1}"));
+            }
+        }
+        return 0;
+    }
+
+    private static (double Mean, double Sd) MeanSd(double[] values)
+    {
+        double mean = values.Average();
+        return (mean, Math.Sqrt(values.Select(v => (v - mean) * (v - mean)).Sum() / (values.Length - 1)));
+    }
+
+    /// <summary>A small CSV of one name column and numbers, read with ML.NET's text loader's own parser.</summary>
+    private static List<(string Name, Dictionary<string, double> Values)> ReadCsv(string path)
+    {
+        var ml = new MLContext();
+        var header = File.ReadLines(path).First().Split(',');
+        var columns = header.Select((h, i) => new Microsoft.ML.Data.TextLoader.Column(h, i == 0 ? Microsoft.ML.Data.DataKind.String : Microsoft.ML.Data.DataKind.Double, i)).ToArray();
+        var view = ml.Data.LoadFromTextFile(path, columns, separatorChar: ',', hasHeader: true);
+        var names = view.GetColumn<string>(header[0]).ToArray();
+        var rows = names.Select(n => (n, new Dictionary<string, double>())).ToList();
+        foreach (var h in header.Skip(1))
+        {
+            var values = view.GetColumn<double>(h).ToArray();
+            for (int i = 0; i < rows.Count; i++) rows[i].Item2[h] = values[i];
+        }
+        return rows.Select(r => (r.n, r.Item2)).ToList();
+    }
+}

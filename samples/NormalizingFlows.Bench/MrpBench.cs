@@ -11,18 +11,20 @@ using Microsoft.ML.NormalizingFlows.Modeling;
 /// </summary>
 internal static partial class BenchVerbs
 {
-    static partial void RegisterMrp() => Add("mrp", "MRP vs NUTS: [flow|full-rank|mean-field|all] [--draws N] [--threads N]", Mrp);
+    static partial void RegisterMrp() => Add("mrp", "MRP vs NUTS: [flow|full-rank|mean-field|all] [--draws N] [--threads N] [--output DIR]", Mrp);
 
     private static int Mrp(string[] args)
     {
         var families = new List<ApproximationFamily>();
         int draws = 4_000, threads = 1;
+        string output = "mrp-output";
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
             {
                 case "--draws": draws = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--threads": threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--output": output = args[++i]; break;
                 case "flow": families.Add(ApproximationFamily.Flow); break;
                 case "full-rank": families.Add(ApproximationFamily.FullRankGaussian); break;
                 case "mean-field": families.Add(ApproximationFamily.MeanFieldGaussian); break;
@@ -48,6 +50,7 @@ internal static partial class BenchVerbs
             clock.Stop();
             Console.WriteLine($"== {family}: {fit.Elapsed.TotalSeconds:F1} s fit ({clock.Elapsed.TotalSeconds:F1} s with {draws} draws and poststratification); k̂ {fit.Report.VerdictParetoK:F2}, {fit.Report.Verdict}");
             foreach (var stage in fit.Stages) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   {stage.Name}: {stage.Elapsed.TotalSeconds:F1} s, ELBO {stage.Elbo:F2}, {stage.Detail}"));
+            var items = new List<Microsoft.ML.NormalizingFlows.Plotting.IntervalComparisonPlot.Item>();
             int statesWithin = 0;
             double worstStateMean = 0, worstStateSd = 0;
             for (int s = 0; s < 50; s++)
@@ -57,9 +60,16 @@ internal static partial class BenchVerbs
                 double refMean = states[s].Values["mean"], refSd = states[s].Values["sd"];
                 double dm = Math.Abs(mean - refMean) / refSd, ds = sd / refSd - 1;
                 if (dm <= 0.1 && Math.Abs(ds) <= 0.15) statesWithin++;
+                var sorted = values.Order().ToArray();
+                items.Add(new(states[s].Name, refMean, states[s].Values["q05"], states[s].Values["q95"], mean,
+                    sorted[(int)(0.05 * (sorted.Length - 1))], sorted[(int)(0.95 * (sorted.Length - 1))]));
                 worstStateMean = Math.Max(worstStateMean, dm);
                 if (Math.Abs(ds) > Math.Abs(worstStateSd)) worstStateSd = ds;
             }
+            var picture = Path.Combine(output, $"mrp-states-{family}.png");
+            Microsoft.ML.NormalizingFlows.Plotting.IntervalComparisonPlot.Save(picture, items,
+                $"MRP: each state's poststratified estimate, mean and 90 % interval ({family} vs NUTS)", "NUTS (Stan)", family.ToString(), "support");
+            Console.WriteLine($"   wrote {Path.GetFullPath(picture)}");
             var (nationMean, nationSd) = MeanSd(estimates.Select(e => e[50]).ToArray());
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"   states within 0.1 NUTS sd and 15 %: {statesWithin}/50; worst mean {worstStateMean:F3} sd, worst sd {worstStateSd:P1}; national {nationMean:F4} ± {nationSd:F4} (NUTS 0.5398 ± 0.0068)"));

@@ -103,4 +103,20 @@ public sealed class PlottingTests : TempDirectoryTest
         var e = Assert.ThrowsExactly<ArgumentException>(() => DensityComparisonPlot.Save(Path.Combine(TempDirectory, "x.png"), a, b, "t", "f"));
         StringAssert.Contains(e.Message, "same box");
     }
+
+    [TestMethod]
+    public void IntervalComparisonWritesAPictureAndRefusesNoItems()
+    {
+        var directory = PngTestFiles.NewTempDirectory();
+        try
+        {
+            var path = Path.Combine(directory, "intervals.png");
+            var items = Enumerable.Range(0, 5).Select(i => new Microsoft.ML.NormalizingFlows.Plotting.IntervalComparisonPlot.Item(
+                $"s{i}", 0.1 * i, 0.1 * i - 0.05, 0.1 * i + 0.05, 0.1 * i + 0.01, 0.1 * i - 0.04, 0.1 * i + 0.06)).ToArray();
+            Microsoft.ML.NormalizingFlows.Plotting.IntervalComparisonPlot.Save(path, items, "test", "reference", "fit", "value");
+            Assert.AreEqual((1400, 600), PngTestFiles.ReadSize(path));
+            Assert.ThrowsExactly<ArgumentException>(() => Microsoft.ML.NormalizingFlows.Plotting.IntervalComparisonPlot.Save(path, Array.Empty<Microsoft.ML.NormalizingFlows.Plotting.IntervalComparisonPlot.Item>(), "t", "r", "f", "v"));
+        }
+        finally { Directory.Delete(directory, recursive: true); }
+    }
 }

@@ -68,7 +68,7 @@ internal static partial class BenchVerbs
             }
             var picture = Path.Combine(output, $"mrp-states-{family}.png");
             Microsoft.ML.NormalizingFlows.Plotting.IntervalComparisonPlot.Save(picture, items,
-                $"MRP: each state's poststratified estimate, mean and 90 % interval ({family} vs NUTS)", "NUTS (Stan)", family.ToString(), "support");
+                $"MRP: each state's poststratified estimate, mean and 90 % interval ({family} vs NUTS)", "NUTS (Stan)", family.ToString(), "support", "state (ordered by NUTS's estimate)");
             Console.WriteLine($"   wrote {Path.GetFullPath(picture)}");
             var (nationMean, nationSd) = MeanSd(estimates.Select(e => e[50]).ToArray());
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

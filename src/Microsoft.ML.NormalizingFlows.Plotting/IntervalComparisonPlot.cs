@@ -12,7 +12,7 @@ public static class IntervalComparisonPlot
     public readonly record struct Item(string Label, double ReferenceMean, double ReferenceLow, double ReferenceHigh, double Mean, double Low, double High);
 
     public static void Save(string path, IReadOnlyList<Item> items, string title, string referenceName, string fitName, string yLabel,
-        int width = 1400, int height = 600)
+        string? xLabel = null, int width = 1400, int height = 600)
     {
         ArgumentNullException.ThrowIfNull(items);
         if (items.Count == 0) throw new ArgumentException("No items to draw.", nameof(items));
@@ -38,6 +38,7 @@ public static class IntervalComparisonPlot
         plot.Axes.Bottom.SetTicks(Enumerable.Range(0, ordered.Length).Select(k => (double)k).ToArray(), ordered.Select(i => i.Label).ToArray());
         plot.Title(title, size: 14);
         plot.YLabel(yLabel);
+        if (xLabel is not null) plot.XLabel(xLabel);
         plot.ShowLegend(Alignment.UpperLeft);
         plot.SavePng(path, width, height);
     }

@@ -3,34 +3,39 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.NormalizingFlows.Modeling.Constraints;
 
-/// <summary>Indices of a K×K matrix's lower triangle, row by row (with or without the diagonal).</summary>
-internal static class LowerTriangle
+/// <summary>
+/// A K×K matrix's lower triangle (with or without the diagonal), row by row: its flat positions are kept as a
+/// <see cref="CachedConstant"/>, so scattering and gathering on every forward pass builds no index tensor.
+/// </summary>
+internal sealed class LowerTriangle
 {
-    public static (long[] Rows, long[] Columns) Indices(int k, bool withDiagonal)
+    private readonly int k;
+    private readonly CachedConstant positions;
+
+    public LowerTriangle(int k, bool withDiagonal)
     {
+        this.k = k;
         var rows = new List<long>();
         var columns = new List<long>();
         for (int i = 0; i < k; i++)
             for (int j = 0; j < (withDiagonal ? i + 1 : i); j++) { rows.Add(i); columns.Add(j); }
-        return (rows.ToArray(), columns.ToArray());
+        Rows = rows.ToArray();
+        Columns = columns.ToArray();
+        positions = new CachedConstant(rows.Zip(columns, (r, c) => r * k + c).ToArray());
     }
 
+    public long[] Rows { get; }
+    public long[] Columns { get; }
+
     /// <summary>[B, m] entries → [B, K, K] with the entries in the lower triangle and zeros elsewhere.</summary>
-    public static Tensor Scatter(Tensor entries, int k, bool withDiagonal)
+    public Tensor Scatter(Tensor entries)
     {
-        var (rows, columns) = Indices(k, withDiagonal);
-        var flat = torch.tensor(rows.Zip(columns, (r, c) => r * k + c).ToArray(), device: entries.device);
         var matrix = torch.zeros(entries.shape[0], (long)k * k, dtype: entries.dtype, device: entries.device);
-        return matrix.index_copy(1, flat, entries).reshape(entries.shape[0], k, k);
+        return matrix.index_copy(1, positions.On(entries.device), entries).reshape(entries.shape[0], k, k);
     }
 
     /// <summary>[B, K, K] → [B, m] lower-triangle entries.</summary>
-    public static Tensor Gather(Tensor matrix, int k, bool withDiagonal)
-    {
-        var (rows, columns) = Indices(k, withDiagonal);
-        var flat = torch.tensor(rows.Zip(columns, (r, c) => r * k + c).ToArray(), device: matrix.device);
-        return matrix.reshape(matrix.shape[0], (long)k * k).index_select(1, flat);
-    }
+    public Tensor Gather(Tensor matrix) => matrix.reshape(matrix.shape[0], (long)k * k).index_select(1, positions.On(matrix.device));
 }
 
 /// <summary>
@@ -42,24 +47,26 @@ internal static class LowerTriangle
 public sealed class CorrelationCholeskyBijector : Bijector
 {
     private readonly int k;
+    private readonly LowerTriangle strictlyLower;
 
     public CorrelationCholeskyBijector(int size) : base(new long[] { size, size })
     {
         if (size < 2) throw new ArgumentOutOfRangeException(nameof(size), size, "A correlation matrix needs at least 2×2 entries.");
         k = size;
+        strictlyLower = new LowerTriangle(size, withDiagonal: false);
     }
 
     public override int UnconstrainedSize => k * (k - 1) / 2;
 
     protected override (Tensor Value, Tensor LogAbsDetJacobian) ForwardCore(Tensor unconstrained)
     {
-        var z = LowerTriangle.Scatter(torch.tanh(unconstrained), k, withDiagonal: false);   // [B, K, K], zero on and above the diagonal
+        var z = strictlyLower.Scatter(torch.tanh(unconstrained));   // [B, K, K], zero on and above the diagonal
         var logOneMinusZ2 = torch.log1p(z.Squared().neg());                               // 0 where z = 0
         var exclusive = torch.cumsum(logOneMinusZ2, 2) - logOneMinusZ2;                    // Σ_{k<j} log(1 − z_ik²)
         var w = (exclusive * S(0.5)).exp();
         var eye = torch.eye(k, dtype: z.dtype, device: z.device);
         var l = (z * w).Plus(w * eye);
-        var strict = LowerTriangle.Gather(logOneMinusZ2.Plus(exclusive * S(0.5)), k, withDiagonal: false);
+        var strict = strictlyLower.Gather(logOneMinusZ2.Plus(exclusive * S(0.5)));
         return (l, strict.sum(1));
     }
 
@@ -67,7 +74,7 @@ public sealed class CorrelationCholeskyBijector : Bijector
     {
         var squares = value.Squared();
         var remaining = (torch.cumsum(squares, 2) - squares).SubtractedFrom(1);               // 1 − Σ_{k<j} L_ik²
-        var z = LowerTriangle.Gather(value / remaining.sqrt(), k, withDiagonal: false);
+        var z = strictlyLower.Gather(value / remaining.sqrt());
         return torch.atanh(z);
     }
 }
@@ -81,32 +88,32 @@ public sealed class CorrelationCholeskyBijector : Bijector
 public sealed class LowerCholeskyBijector : Bijector
 {
     private readonly int k;
+    private readonly LowerTriangle lower;
+    private readonly CachedConstant diagonalMask; // 1 where a lower entry sits on the diagonal
 
     public LowerCholeskyBijector(int size) : base(new long[] { size, size })
     {
         if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, "A Cholesky factor needs at least 1×1 entries.");
         k = size;
+        lower = new LowerTriangle(size, withDiagonal: true);
+        diagonalMask = new CachedConstant(lower.Rows.Zip(lower.Columns, (r, c) => r == c ? 1L : 0L).ToArray());
     }
 
     public override int UnconstrainedSize => k * (k + 1) / 2;
 
-    private Tensor DiagonalMask(Tensor like)
-    {
-        var (rows, columns) = LowerTriangle.Indices(k, withDiagonal: true);
-        return torch.tensor(rows.Zip(columns, (r, c) => r == c).ToArray(), device: like.device);
-    }
+    private Tensor DiagonalMask(Tensor like) => diagonalMask.On(like.device).to(ScalarType.Bool);
 
     protected override (Tensor Value, Tensor LogAbsDetJacobian) ForwardCore(Tensor unconstrained)
     {
         var onDiagonal = DiagonalMask(unconstrained);
         var entries = torch.where(onDiagonal, unconstrained.exp(), unconstrained);
         var logDet = torch.where(onDiagonal, unconstrained, torch.zeros_like(unconstrained)).sum(1);
-        return (LowerTriangle.Scatter(entries, k, withDiagonal: true), logDet);
+        return (lower.Scatter(entries), logDet);
     }
 
     protected override Tensor InverseCore(Tensor value)
     {
-        var entries = LowerTriangle.Gather(value, k, withDiagonal: true);
+        var entries = lower.Gather(value);
         return torch.where(DiagonalMask(entries), entries.log(), entries);
     }
 }

@@ -11,17 +11,18 @@ namespace Microsoft.ML.NormalizingFlows.Modeling.Constraints;
 public sealed class SimplexBijector : Bijector
 {
     private readonly int k;
+    private readonly CachedConstant offsets; // log(K − k), converted once per dtype and device
 
     public SimplexBijector(int size) : base(new long[] { size })
     {
         if (size < 2) throw new ArgumentOutOfRangeException(nameof(size), size, "A simplex needs at least 2 coordinates.");
         k = size;
+        offsets = new CachedConstant(Enumerable.Range(1, k - 1).Select(i => Math.Log(k - i)).ToArray());
     }
 
     public override int UnconstrainedSize => k - 1;
 
-    private Tensor Offsets(Tensor like) =>
-        torch.tensor(Enumerable.Range(1, k - 1).Select(i => Math.Log(k - i)).ToArray(), dtype: like.dtype, device: like.device);
+    private Tensor Offsets(Tensor like) => offsets.Like(like);
 
     protected override (Tensor Value, Tensor LogAbsDetJacobian) ForwardCore(Tensor unconstrained)
     {

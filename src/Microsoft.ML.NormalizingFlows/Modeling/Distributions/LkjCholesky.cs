@@ -21,7 +21,10 @@ public sealed class LkjCholesky : Distribution
         this.dimension = dimension;
         this.concentration = concentration;
         LogNormalizer = LogNormalizerOf(dimension, concentration);
+        exponents = new CachedConstant(Enumerable.Range(2, dimension - 1).Select(i => dimension - i + 2 * concentration - 2).ToArray());
     }
+
+    private readonly CachedConstant exponents; // d − i + 2η − 2 for i = 2 … d
 
     public override int EventDimensions => 2;
 
@@ -52,8 +55,6 @@ public sealed class LkjCholesky : Distribution
         if (value.dim() < 2 || value.shape[^1] != dimension || value.shape[^2] != dimension)
             throw new ArgumentException($"LKJCholesky({dimension}) values are {dimension}×{dimension} matrices; got shape [{string.Join(", ", value.shape)}].", nameof(value));
         var diagonal = value.diagonal(dim1: -2, dim2: -1).narrow(-1, 1, dimension - 1); // L₂₂ … L_dd
-        var exponents = Enumerable.Range(2, dimension - 1).Select(i => dimension - i + 2 * concentration - 2).ToArray();
-        var weights = torch.tensor(exponents, dtype: value.dtype, device: value.device);
-        return (weights * diagonal.log()).sum(-1).Plus(-LogNormalizer);
+        return (exponents.Like(value) * diagonal.log()).sum(-1).Plus(-LogNormalizer);
     }
 }

@@ -25,7 +25,7 @@ public sealed partial class BayesianModel
             type = vector.ItemType;
         }
         using var cursor = dataView.GetRowCursor(new[] { column });
-        if (type == NumberDataViewType.Single || type == NumberDataViewType.Double)
+        if (ColumnReaders.IsReal(type))
         {
             var values = new List<double>();
             var read = RealReader(cursor, column, type, width);
@@ -61,34 +61,16 @@ public sealed partial class BayesianModel
             VBuffer<double> bufferD = default;
             return list => { getD(ref bufferD); foreach (var v in bufferD.DenseValues()) list.Add(v); };
         }
-        if (item == NumberDataViewType.Single)
-        {
-            var get = cursor.GetGetter<float>(column);
-            float v = 0;
-            return list => { get(ref v); list.Add(v); };
-        }
-        var getDouble = cursor.GetGetter<double>(column);
-        double d = 0;
-        return list => { getDouble(ref d); list.Add(d); };
+        var read = ColumnReaders.Real(cursor, column);
+        return list => list.Add(read());
     }
 
     private static Action<List<long>, long> IntegerReader(DataViewRowCursor cursor, DataViewSchema.Column column, DataViewType item, int width, string columnName)
     {
         if (column.Type is VectorDataViewType) throw new ArgumentException($"Column '{columnName}': integer and key vectors are not supported; bind them per column.", nameof(columnName));
-        if (item == NumberDataViewType.Int32) { var g = cursor.GetGetter<int>(column); int v = 0; return (list, _) => { g(ref v); list.Add(v); }; }
-        if (item == NumberDataViewType.Int64) { var g = cursor.GetGetter<long>(column); long v = 0; return (list, _) => { g(ref v); list.Add(v); }; }
-        if (item == BooleanDataViewType.Instance) { var g = cursor.GetGetter<bool>(column); bool v = false; return (list, _) => { g(ref v); list.Add(v ? 1 : 0); }; }
-        if (item is KeyDataViewType { RawType: var raw } && raw == typeof(uint))
-        {
-            var g = cursor.GetGetter<uint>(column);
-            uint v = 0;
-            return (list, row) =>
-            {
-                g(ref v);
-                if (v == 0) throw new ArgumentException($"Column '{columnName}' has a missing key at row {row}.", nameof(columnName));
-                list.Add(v - 1);
-            };
-        }
-        throw new ArgumentException($"Column '{columnName}' has type {column.Type}; bind Single, Double, Int32, Int64, Boolean or key columns (map text to keys with MapValueToKey).", nameof(columnName));
+        if (!ColumnReaders.IsInteger(item))
+            throw new ArgumentException($"Column '{columnName}' has type {column.Type}; bind Single, Double, Int32, Int64, Boolean or key columns (map text to keys with MapValueToKey).", nameof(columnName));
+        var read = ColumnReaders.Integer(cursor, column, message => new ArgumentException(message, nameof(columnName)));
+        return (list, _) => list.Add(read());
     }
 }

@@ -19,7 +19,8 @@ public sealed class MinibatchSource
     private readonly DataViewSchema.Column[] columns;
     private readonly Random random;
     private DataViewRowCursor? cursor;
-    private Func<object>[]? readers;
+    private Func<double>?[]? realReaders;
+    private Func<long>?[]? integerReaders;
 
     internal MinibatchSource(MLContext mlContext, IDataView data, int batchSize, string[] columnNames, int seed)
     {
@@ -31,8 +32,7 @@ public sealed class MinibatchSource
         columns = columnNames.Select(n => this.data.Schema.GetColumnOrNull(n)
             ?? throw new ArgumentOutOfRangeException(nameof(columnNames), $"Column '{n}' was not found (columns: {string.Join(", ", data.Schema.Where(c => !c.IsHidden).Select(c => c.Name))}).")).ToArray();
         foreach (var c in columns)
-            if (!(c.Type == NumberDataViewType.Single || c.Type == NumberDataViewType.Double || c.Type == NumberDataViewType.Int32 || c.Type == NumberDataViewType.Int64
-                  || c.Type == BooleanDataViewType.Instance || c.Type is KeyDataViewType))
+            if (!ColumnReaders.IsReal(c.Type) && !ColumnReaders.IsInteger(c.Type))
                 throw new ArgumentException($"Column '{c.Name}' has type {c.Type}; stream Single, Double, Int32, Int64, Boolean or key columns.", nameof(columnNames));
         BatchSize = batchSize;
         random = new Random(seed);
@@ -55,22 +55,29 @@ public sealed class MinibatchSource
     /// <summary>The next B rows (wrapping into a new shuffled pass at the end of the data): real columns as float64, the others as int64.</summary>
     internal Dictionary<string, Tensor> Next()
     {
-        var reals = columns.Select(c => IsReal(c) ? new double[BatchSize] : null).ToArray();
-        var integers = columns.Select(c => IsReal(c) ? null : new long[BatchSize]).ToArray();
+        var reals = columns.Select(c => ColumnReaders.IsReal(c.Type) ? new double[BatchSize] : null).ToArray();
+        var integers = columns.Select(c => ColumnReaders.IsReal(c.Type) ? null : new long[BatchSize]).ToArray();
         for (int row = 0; row < BatchSize; row++)
         {
             if (cursor is null || !cursor.MoveNext())
             {
                 cursor?.Dispose();
                 cursor = data.GetRowCursor(columns, new Random(random.Next()));
-                readers = columns.Select(Reader).ToArray();
+                var current = cursor;
+                realReaders = columns.Select(c => ColumnReaders.IsReal(c.Type) ? ColumnReaders.Real(current, c) : null).ToArray();
+                integerReaders = columns.Select(c => ColumnReaders.IsReal(c.Type) ? null
+                    : ColumnReaders.Integer(current, c, message => new InvalidOperationException(message))).ToArray();
                 if (!cursor.MoveNext()) throw new InvalidOperationException("The data view has no rows.");
             }
             for (int j = 0; j < columns.Length; j++)
             {
-                var value = readers![j]();
-                if (reals[j] is { } r) r[row] = (double)value;
-                else integers[j]![row] = (long)value;
+                if (reals[j] is { } r)
+                {
+                    double value = realReaders![j]!();
+                    r[row] = double.IsFinite(value) ? value
+                        : throw new InvalidOperationException($"Column '{columns[j].Name}' has a missing or non-finite value ({value}) at row {cursor.Position}.");
+                }
+                else integers[j]![row] = integerReaders![j]!();
             }
         }
         var batch = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -78,30 +85,6 @@ public sealed class MinibatchSource
             batch[columns[j].Name] = reals[j] is { } r ? torch.tensor(r, ScalarType.Float64) : torch.tensor(integers[j]!);
         return batch;
     }
-
-    private static bool IsReal(DataViewSchema.Column c) => c.Type == NumberDataViewType.Single || c.Type == NumberDataViewType.Double;
-
-    private Func<object> Reader(DataViewSchema.Column c)
-    {
-        var current = cursor!;
-        string name = c.Name;
-        if (c.Type == NumberDataViewType.Single) { var g = current.GetGetter<float>(c); float v = 0; return () => { g(ref v); return Finite(v, name, current); }; }
-        if (c.Type == NumberDataViewType.Double) { var g = current.GetGetter<double>(c); double v = 0; return () => { g(ref v); return Finite(v, name, current); }; }
-        if (c.Type == NumberDataViewType.Int32) { var g = current.GetGetter<int>(c); int v = 0; return () => { g(ref v); return (long)v; }; }
-        if (c.Type == NumberDataViewType.Int64) { var g = current.GetGetter<long>(c); long v = 0; return () => { g(ref v); return v; }; }
-        if (c.Type == BooleanDataViewType.Instance) { var g = current.GetGetter<bool>(c); bool v = false; return () => { g(ref v); return v ? 1L : 0L; }; }
-        var key = current.GetGetter<uint>(c);
-        uint k = 0;
-        return () =>
-        {
-            key(ref k);
-            if (k == 0) throw new InvalidOperationException($"Column '{name}' has a missing key at row {current.Position}.");
-            return (long)(k - 1);
-        };
-    }
-
-    private static object Finite(double v, string column, DataViewRowCursor cursor) =>
-        double.IsFinite(v) ? v : throw new InvalidOperationException($"Column '{column}' has a missing or non-finite value ({v}) at row {cursor.Position}.");
 }
 
 /// <summary>One minibatch as a log density sees it: the columns on the batch's dtype and device, and the scale N/B.</summary>

@@ -170,6 +170,12 @@ public sealed class DistributionTests
         var grad = sigma.grad!.data<double>().ToArray();
         double[] s = { 0.5, 1.0, 2.0 }, xs = { 1.3, -0.2, 4.0 };
         for (int i = 0; i < 3; i++) Assert.AreEqual(-1 / s[i] + Math.Pow(xs[i] - 0.5, 2) / Math.Pow(s[i], 3), grad[i], 1e-12);
+        // Numeric parameters are checked where they are given (a negative scale would make every log density NaN).
+        Assert.AreEqual("scale", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new Normal(0, -1)).ParamName);
+        Assert.AreEqual("loc", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new Cauchy(double.NaN, 1)).ParamName);
+        Assert.AreEqual("rate", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new Gamma(2, 0)).ParamName);
+        Assert.AreEqual("degreesOfFreedom", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new StudentT(-3)).ParamName);
+        Assert.AreEqual("concentration", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new NegativeBinomial(1, double.PositiveInfinity)).ParamName);
         // Parameters must be floating point.
         Assert.ThrowsExactly<ArgumentException>(() => new Normal(torch.tensor(new long[] { 0 }), torch.ones(1)));
     }

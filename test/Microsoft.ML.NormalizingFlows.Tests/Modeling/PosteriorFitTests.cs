@@ -118,4 +118,18 @@ public sealed class PosteriorFitTests
         var after = loaded.LogProb(z.to(loaded.Placement.DType)).to(ScalarType.Float64).data<double>().ToArray();
         CollectionAssert.AreEqual(before, after);
     }
+
+    [TestMethod]
+    public void BadRecipeSettingsAndGeneratedQuantitiesNameTheProblem()
+    {
+        var model = Conjugate();
+        Assert.AreEqual("GaussianIterations", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.Fit(new PosteriorFitOptions { GaussianIterations = 0 })).ParamName);
+        Assert.AreEqual("FlowFits", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.Fit(new PosteriorFitOptions { FlowFits = 0 })).ParamName);
+        Assert.AreEqual("EvaluationDraws", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.Fit(new PosteriorFitOptions { EvaluationDraws = 10 })).ParamName);
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => model.Fit(new PosteriorFitOptions { Flow = "glow" })).Message, "Unknown flow 'glow'");
+        var draws = model.Fit(Quick(ApproximationFamily.FullRankGaussian)).Draws(500);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => draws.Generate(m => m["mu"].sum()));
+        StringAssert.Contains(e.Message, "one row per draw");
+        Assert.ThrowsExactly<KeyNotFoundException>(() => draws.Parameter("nothing"));
+    }
 }

@@ -9,7 +9,7 @@ public sealed class Beta : Distribution
     private readonly Tensor a, b;
 
     public Beta(Tensor alpha, Tensor beta) { a = Parameter(alpha, nameof(alpha)); b = Parameter(beta, nameof(beta)); }
-    public Beta(double alpha, double beta) : this(Parameter(alpha), Parameter(beta)) { }
+    public Beta(double alpha, double beta) : this(Positive(alpha, nameof(alpha)), Positive(beta, nameof(beta))) { }
 
     public override Tensor LogProb(Tensor value)
     {

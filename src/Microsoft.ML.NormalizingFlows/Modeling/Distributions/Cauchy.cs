@@ -9,7 +9,7 @@ public sealed class Cauchy : Distribution
     private readonly Tensor loc, scale;
 
     public Cauchy(Tensor loc, Tensor scale) { this.loc = Parameter(loc, nameof(loc)); this.scale = Parameter(scale, nameof(scale)); }
-    public Cauchy(double loc, double scale) : this(Parameter(loc), Parameter(scale)) { }
+    public Cauchy(double loc, double scale) : this(Finite(loc, nameof(loc)), Positive(scale, nameof(scale))) { }
 
     public override Tensor LogProb(Tensor value)
     {

@@ -22,6 +22,14 @@ public abstract class Distribution
     /// <summary>A parameter given as a number: a 0-dim float64 tensor, cast to the value's dtype and device when used.</summary>
     protected static Tensor Parameter(double value) => torch.tensor(value, ScalarType.Float64);
 
+    /// <summary>A finite number parameter (a location, a bound); anything else would make every log density NaN.</summary>
+    protected static Tensor Finite(double value, string name) => double.IsFinite(value) ? Parameter(value)
+        : throw new ArgumentOutOfRangeException(name, value, $"Parameter '{name}' must be finite.");
+
+    /// <summary>A positive, finite number parameter (a scale, a rate, a shape, a concentration).</summary>
+    protected static Tensor Positive(double value, string name) => value > 0 && double.IsFinite(value) ? Parameter(value)
+        : throw new ArgumentOutOfRangeException(name, value, $"Parameter '{name}' must be positive and finite.");
+
     /// <summary>Checks a parameter tensor is floating point; integers would truncate the arithmetic.</summary>
     protected static Tensor Parameter(Tensor value, string name)
     {

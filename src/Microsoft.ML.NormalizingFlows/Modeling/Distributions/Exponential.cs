@@ -9,7 +9,7 @@ public sealed class Exponential : Distribution
     private readonly Tensor rate;
 
     public Exponential(Tensor rate) { this.rate = Parameter(rate, nameof(rate)); }
-    public Exponential(double rate) : this(Parameter(rate)) { }
+    public Exponential(double rate) : this(Positive(rate, nameof(rate))) { }
 
     public override Tensor LogProb(Tensor value)
     {

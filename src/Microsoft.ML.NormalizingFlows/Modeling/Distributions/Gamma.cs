@@ -9,7 +9,7 @@ public sealed class Gamma : Distribution
     private readonly Tensor shape, rate;
 
     public Gamma(Tensor shape, Tensor rate) { this.shape = Parameter(shape, nameof(shape)); this.rate = Parameter(rate, nameof(rate)); }
-    public Gamma(double shape, double rate) : this(Parameter(shape), Parameter(rate)) { }
+    public Gamma(double shape, double rate) : this(Positive(shape, nameof(shape)), Positive(rate, nameof(rate))) { }
 
     public override Tensor LogProb(Tensor value)
     {

@@ -9,7 +9,7 @@ public sealed class HalfCauchy : Distribution
     private readonly Tensor scale;
 
     public HalfCauchy(Tensor scale) { this.scale = Parameter(scale, nameof(scale)); }
-    public HalfCauchy(double scale) : this(Parameter(scale)) { }
+    public HalfCauchy(double scale) : this(Positive(scale, nameof(scale))) { }
 
     public override Tensor LogProb(Tensor value)
     {

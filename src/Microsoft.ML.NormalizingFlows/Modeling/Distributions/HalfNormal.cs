@@ -9,7 +9,7 @@ public sealed class HalfNormal : Distribution
     private readonly Tensor scale;
 
     public HalfNormal(Tensor scale) { this.scale = Parameter(scale, nameof(scale)); }
-    public HalfNormal(double scale) : this(Parameter(scale)) { }
+    public HalfNormal(double scale) : this(Positive(scale, nameof(scale))) { }
 
     public override Tensor LogProb(Tensor value)
     {

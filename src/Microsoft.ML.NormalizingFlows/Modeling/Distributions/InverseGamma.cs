@@ -9,7 +9,7 @@ public sealed class InverseGamma : Distribution
     private readonly Tensor shape, scale;
 
     public InverseGamma(Tensor shape, Tensor scale) { this.shape = Parameter(shape, nameof(shape)); this.scale = Parameter(scale, nameof(scale)); }
-    public InverseGamma(double shape, double scale) : this(Parameter(shape), Parameter(scale)) { }
+    public InverseGamma(double shape, double scale) : this(Positive(shape, nameof(shape)), Positive(scale, nameof(scale))) { }
 
     public override Tensor LogProb(Tensor value)
     {

@@ -12,7 +12,7 @@ public sealed class NegativeBinomial : Distribution
     private readonly Tensor mean, concentration;
 
     public NegativeBinomial(Tensor mean, Tensor concentration) { this.mean = Parameter(mean, nameof(mean)); this.concentration = Parameter(concentration, nameof(concentration)); }
-    public NegativeBinomial(double mean, double concentration) : this(Parameter(mean), Parameter(concentration)) { }
+    public NegativeBinomial(double mean, double concentration) : this(Positive(mean, nameof(mean)), Positive(concentration, nameof(concentration))) { }
 
     public override Tensor LogProb(Tensor value)
     {

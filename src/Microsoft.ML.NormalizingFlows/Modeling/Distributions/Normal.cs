@@ -9,7 +9,7 @@ public sealed class Normal : Distribution
     private readonly Tensor loc, scale;
 
     public Normal(Tensor loc, Tensor scale) { this.loc = Parameter(loc, nameof(loc)); this.scale = Parameter(scale, nameof(scale)); }
-    public Normal(double loc, double scale) : this(Parameter(loc), Parameter(scale)) { }
+    public Normal(double loc, double scale) : this(Finite(loc, nameof(loc)), Positive(scale, nameof(scale))) { }
 
     public override Tensor LogProb(Tensor value)
     {

@@ -15,7 +15,7 @@ public sealed class StudentT : Distribution
         this.scale = Parameter(scale, nameof(scale));
     }
 
-    public StudentT(double degreesOfFreedom, double loc = 0, double scale = 1) : this(Parameter(degreesOfFreedom), Parameter(loc), Parameter(scale)) { }
+    public StudentT(double degreesOfFreedom, double loc = 0, double scale = 1) : this(Positive(degreesOfFreedom, nameof(degreesOfFreedom)), Finite(loc, nameof(loc)), Positive(scale, nameof(scale))) { }
 
     public override Tensor LogProb(Tensor value)
     {

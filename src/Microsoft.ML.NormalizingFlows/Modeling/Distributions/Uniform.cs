@@ -9,7 +9,7 @@ public sealed class Uniform : Distribution
     private readonly Tensor lower, upper;
 
     public Uniform(Tensor lower, Tensor upper) { this.lower = Parameter(lower, nameof(lower)); this.upper = Parameter(upper, nameof(upper)); }
-    public Uniform(double lower, double upper) : this(Parameter(lower), Parameter(upper))
+    public Uniform(double lower, double upper) : this(Finite(lower, nameof(lower)), Finite(upper, nameof(upper)))
     {
         if (!(upper > lower)) throw new ArgumentOutOfRangeException(nameof(upper), upper, $"Uniform needs upper > lower ({lower}).");
     }

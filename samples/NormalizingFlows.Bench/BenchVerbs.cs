@@ -47,6 +47,7 @@ internal static partial class BenchVerbs
         RegisterQuality();
         RegisterPosteriorDb();
         RegisterMrp();
+        RegisterMrpScale();
     }
 
     static partial void RegisterSeed();
@@ -56,4 +57,5 @@ internal static partial class BenchVerbs
     static partial void RegisterQuality();
     static partial void RegisterPosteriorDb();
     static partial void RegisterMrp();
+    static partial void RegisterMrpScale();
 }

@@ -8,13 +8,20 @@ using TorchSharp;
 /// <summary>
 /// The MRP model of shared/data/mrp (its README): a non-centred multilevel logistic regression of a survey answer on
 /// state, region, age, ethnicity, education, age × education, sex and the state's Republican vote share, written
-/// with the model API; and its poststratification over the census table. The group effects enter η as one matrix
-/// product with a one-hot design (not per-row gathers).
+/// with the model API; and its poststratification over the census table.
+/// Two choices make the log density cheap, as a Stan user would write it: respondents who share every covariate
+/// (state, age, eth, educ, sex: 3,016 cells for 6,000 people) are one binomial count, which gives the same log
+/// density up to the constant Σ log C(n, k); and η is one matrix product of the coefficients [B, 102] (α, β_male,
+/// β_rep and the 99 scaled group effects) with a design [102, cells] (an intercept, sex, vote share and one-hots),
+/// not per-row gathers or broadcast sums (each a pass over a [B, cells] tensor).
 /// </summary>
 internal static class MrpModel
 {
     /// <summary>Group sizes in the design's column order: state, region, age, eth, educ, age × educ.</summary>
     public static readonly (string Name, int Levels)[] Groups = { ("state", 50), ("region", 4), ("age", 6), ("eth", 4), ("educ", 5), ("age_educ", 30) };
+
+    /// <summary>Columns of the design: intercept, sex, vote share, then the 99 one-hots.</summary>
+    public static readonly int DesignWidth = 3 + Groups.Sum(g => g.Levels);
 
     public sealed class Row
     {
@@ -32,70 +39,89 @@ internal static class MrpModel
     public static Row[] Read(MLContext ml, string path) =>
         ml.Data.CreateEnumerable<Row>(ml.Data.LoadFromTextFile<Row>(path, separatorChar: ',', hasHeader: true), reuseRowObject: false).ToArray();
 
-    /// <summary>The one-hot design [rows, 99] of the group effects, row-major.</summary>
-    public static double[] Design(Row[] rows)
+    /// <summary>A row's design columns (intercept, centred sex, centred vote share, one-hot levels), written at x[offset…].</summary>
+    private static void WriteDesignRow(Row r, double[] x, int offset)
     {
-        int width = Groups.Sum(g => g.Levels);
-        var x = new double[rows.Length * width];
-        for (int n = 0; n < rows.Length; n++)
+        x[offset] = 1;
+        x[offset + 1] = r.Male - 0.5;
+        x[offset + 2] = r.RepVote - 0.5;
+        int a = (int)r.Age - 1, d = (int)r.Educ - 1;
+        int[] levels = { (int)r.State - 1, (int)r.Region - 1, a, (int)r.Eth - 1, d, a * 5 + d };
+        int column = 3;
+        for (int g = 0; g < Groups.Length; g++)
         {
-            var r = rows[n];
-            int a = (int)r.Age - 1, d = (int)r.Educ - 1;
-            int[] levels = { (int)r.State - 1, (int)r.Region - 1, a, (int)r.Eth - 1, d, a * 5 + d };
-            int offset = 0;
-            for (int g = 0; g < Groups.Length; g++)
-            {
-                x[n * width + offset + levels[g]] = 1;
-                offset += Groups[g].Levels;
-            }
+            x[offset + column + levels[g]] = 1;
+            column += Groups[g].Levels;
         }
+    }
+
+    /// <summary>The design [102, rows], column-major per row (so η = coefficients [B, 102] · design).</summary>
+    public static double[] Design(IReadOnlyList<Row> rows)
+    {
+        var byRow = new double[rows.Count * DesignWidth];
+        for (int n = 0; n < rows.Count; n++) WriteDesignRow(rows[n], byRow, n * DesignWidth);
+        var x = new double[byRow.Length];
+        for (int n = 0; n < rows.Count; n++)
+            for (int j = 0; j < DesignWidth; j++) x[j * rows.Count + n] = byRow[n * DesignWidth + j];
         return x;
     }
 
-    public static BayesianModel Create(Row[] survey, Row[] cells)
+    /// <summary>Respondents grouped by their covariates: one row per cell with its respondents (n) and yes answers (k).</summary>
+    public static (Row[] Cells, double[] Trials, double[] Successes) Aggregate(IEnumerable<Row> survey)
     {
-        int width = Groups.Sum(g => g.Levels);
-        var model = new BayesianModel("mrp").Parameter("alpha").Parameter("b_male").Parameter("b_rep");
-        foreach (var (name, _) in Groups) model.Parameter("sd_" + name, Constraint.Positive);
-        foreach (var (name, levels) in Groups) model.Parameter("z_" + name, levels);
-        // Poststratification: weights n_c / (state total) per state, and n_c / N for the nation: a [cells, 51] matrix.
-        var weights = new double[cells.Length * 51];
-        var stateTotals = new double[50];
-        foreach (var c in cells) stateTotals[(int)c.State - 1] += c.Last;
-        double total = stateTotals.Sum();
-        for (int i = 0; i < cells.Length; i++)
-        {
-            weights[i * 51 + (int)cells[i].State - 1] = cells[i].Last / stateTotals[(int)cells[i].State - 1];
-            weights[i * 51 + 50] = cells[i].Last / total;
-        }
-        return model
-            .Data("x", Design(survey), survey.Length, width)
-            .Data("male", survey.Select(r => r.Male - 0.5).ToArray())
-            .Data("rep", survey.Select(r => r.RepVote - 0.5).ToArray())
-            .Data("y", survey.Select(r => (double)r.Last).ToArray())
-            .Data("cells_x", Design(cells), cells.Length, width)
-            .Data("cells_male", cells.Select(r => r.Male - 0.5).ToArray())
-            .Data("cells_rep", cells.Select(r => r.RepVote - 0.5).ToArray())
-            .Data("cells_weights", weights, cells.Length, 51)
-            .LogDensity(m =>
-            {
-                var logPrior = new Normal(0, 2.5).LogProb(m["alpha"]) + new Normal(0, 2.5).LogProb(m["b_male"]) + new Normal(0, 2.5).LogProb(m["b_rep"]);
-                foreach (var (name, _) in Groups)
-                    logPrior = logPrior + new HalfNormal(1).LogProb(m["sd_" + name]) + new Normal(0, 1).LogProb(m["z_" + name]).sum(1);
-                var eta = Eta(m, m.Data("x"), m.Data("male"), m.Data("rep"));
-                return logPrior + new BernoulliLogit(eta).LogProb(m.Data("y").unsqueeze(0)).sum(1);
-            });
+        var groups = survey.GroupBy(r => (r.State, r.Age, r.Eth, r.Educ, r.Male)).ToArray();
+        return (groups.Select(g => g.First()).ToArray(), groups.Select(g => (double)g.Count()).ToArray(), groups.Select(g => (double)g.Sum(r => r.Last)).ToArray());
     }
 
-    /// <summary>η for rows with design x, centred sex and vote share: [B, rows].</summary>
-    public static torch.Tensor Eta(ModelContext m, torch.Tensor x, torch.Tensor male, torch.Tensor rep)
+    /// <summary>The model's parameters and priors, shared by the full-data and the streamed variants.</summary>
+    public static BayesianModel Declare(string name)
     {
-        var effects = torch.cat(Groups.Select(g => m["z_" + g.Name] * m["sd_" + g.Name].unsqueeze(1)).ToArray(), 1); // [B, 99]
-        return m["alpha"].unsqueeze(1) + m["b_male"].unsqueeze(1) * male.unsqueeze(0) + m["b_rep"].unsqueeze(1) * rep.unsqueeze(0)
-               + effects.matmul(x.t());
+        var model = new BayesianModel(name).Parameter("alpha").Parameter("b_male").Parameter("b_rep");
+        foreach (var (group, _) in Groups) model.Parameter("sd_" + group, Constraint.Positive);
+        foreach (var (group, levels) in Groups) model.Parameter("z_" + group, levels);
+        return model;
+    }
+
+    public static torch.Tensor LogPrior(ModelContext m)
+    {
+        var logPrior = new Normal(0, 2.5).LogProb(m["alpha"]) + new Normal(0, 2.5).LogProb(m["b_male"]) + new Normal(0, 2.5).LogProb(m["b_rep"]);
+        foreach (var (name, _) in Groups)
+            logPrior = logPrior + new HalfNormal(1).LogProb(m["sd_" + name]) + new Normal(0, 1).LogProb(m["z_" + name]).sum(1);
+        return logPrior;
+    }
+
+    /// <summary>The coefficients of the design per draw: [B, 102].</summary>
+    public static torch.Tensor Coefficients(ModelContext m) => torch.cat(
+        new[] { m["alpha"].unsqueeze(1), m["b_male"].unsqueeze(1), m["b_rep"].unsqueeze(1) }
+            .Concat(Groups.Select(g => m["z_" + g.Name] * m["sd_" + g.Name].unsqueeze(1))).ToArray(), 1);
+
+    public static BayesianModel Create(Row[] survey, Row[] poststratification)
+    {
+        var (cells, trials, successes) = Aggregate(survey);
+        // Poststratification: weights n_c / (state total) per state, and n_c / N for the nation: a [cells, 51] matrix.
+        var weights = new double[poststratification.Length * 51];
+        var stateTotals = new double[50];
+        foreach (var c in poststratification) stateTotals[(int)c.State - 1] += c.Last;
+        double total = stateTotals.Sum();
+        for (int i = 0; i < poststratification.Length; i++)
+        {
+            weights[i * 51 + (int)poststratification[i].State - 1] = poststratification[i].Last / stateTotals[(int)poststratification[i].State - 1];
+            weights[i * 51 + 50] = poststratification[i].Last / total;
+        }
+        return Declare("mrp")
+            .Data("x", Design(cells), DesignWidth, cells.Length)
+            .Data("n", trials)
+            .Data("k", successes)
+            .Data("cells_x", Design(poststratification), DesignWidth, poststratification.Length)
+            .Data("cells_weights", weights, poststratification.Length, 51)
+            .LogDensity(m =>
+            {
+                var eta = Coefficients(m).matmul(m.Data("x")); // [B, cells]
+                return LogPrior(m) + new BinomialLogit(m.Data("n").unsqueeze(0), eta).LogProb(m.Data("k").unsqueeze(0)).sum(1);
+            });
     }
 
     /// <summary>The poststratified estimates per draw: [B, 51] (states 1–50, then the nation).</summary>
     public static torch.Tensor Poststratify(ModelContext m) =>
-        torch.sigmoid(Eta(m, m.Data("cells_x"), m.Data("cells_male"), m.Data("cells_rep"))).matmul(m.Data("cells_weights"));
+        torch.sigmoid(Coefficients(m).matmul(m.Data("cells_x"))).matmul(m.Data("cells_weights"));
 }

@@ -38,6 +38,18 @@ public sealed class PosteriorFitOptions
     public double FlowLearningRate { get; set; } = 1e-3;
     public int FlowBatchSize { get; set; } = 256;
 
+    /// <summary>
+    /// The flow stage's objective; null: the ELBO with sticking-the-landing gradients (one draw per point). A
+    /// mass-covering choice is <c>new ImportanceWeightedElboObjective(k, GradientEstimator.DoublyReparameterized)</c>.
+    /// </summary>
+    public VariationalObjective? FlowObjective { get; set; }
+
+    /// <summary>
+    /// Runs the independent flow fits at the same time, one per core (each on one libtorch thread), when the
+    /// model does not stream minibatches (a stream is one cursor); false: one after the other.
+    /// </summary>
+    public bool ParallelFlowFits { get; set; } = true;
+
     /// <summary>Independent flow fits (seeds) started at once; when their ELBOs disagree by more than <see cref="RestartTolerance"/> nats, up to <see cref="MaxRestarts"/> more are run, and the best ELBO is kept.</summary>
     public int FlowFits { get; set; } = 2;
     public double RestartTolerance { get; set; } = 0.5;

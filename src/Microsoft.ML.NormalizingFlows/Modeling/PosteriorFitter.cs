@@ -75,7 +75,7 @@ public static class PosteriorFitter
         {
             var (gaussian, gaussianFit) = FitGaussian(target, new FullRankNormal(target.Dimension, 0.1), mode, o, stages, "full-rank Gaussian", cancellationToken);
             (q, fit) = o.Family == ApproximationFamily.FullRankGaussian ? (gaussian, gaussianFit)
-                : FitFlows(target, (FullRankNormal)gaussian.Base, o, stages, cancellationToken);
+                : FitFlows(target, model.Minibatches is not null, (FullRankNormal)gaussian.Base, o, stages, cancellationToken);
         }
         var reportClock = Stopwatch.StartNew();
         var report = FitReport.Create(q, target, fit, o.ReportSamples, o.Seed + 1);
@@ -139,7 +139,7 @@ public static class PosteriorFitter
         return (q, fit);
     }
 
-    private static (FlowDistribution Q, FitResult Fit) FitFlows(Target target, FullRankNormal gaussian, PosteriorFitOptions o,
+    private static (FlowDistribution Q, FitResult Fit) FitFlows(Target target, bool streams, FullRankNormal gaussian, PosteriorFitOptions o,
         List<PosteriorFitStage> stages, CancellationToken cancellationToken)
     {
         double[] mean;
@@ -154,19 +154,20 @@ public static class PosteriorFitter
             for (int i = 0; i < d; i++) for (int j = 0; j <= i; j++) factor[i, j] = flat[i * d + j];
         }
         var fits = new List<(FlowDistribution Q, FitResult Fit, double Elbo)>();
+        // A streamed model reads one cursor, so its fits cannot share it; otherwise fits run one per core.
+        int width = o.ParallelFlowFits && !streams ? Math.Max(1, Environment.ProcessorCount) : 1;
         int attempts = 0;
         while (true)
         {
-            long seed = o.Seed + 1_000 * (attempts + 1);
-            var clock = Stopwatch.StartNew();
-            // Built through a FlowDescription so that the preconditioned flow records how to rebuild it (FlowSerializer saves it).
-            var spec = new FlowSpec(o.Flow.ToLowerInvariant(), target.Dimension, o.FlowLayers, seed, o.FlowSettings is { Count: > 0 } s ? new Dictionary<string, string>(s) : null);
-            var q = new Persistence.FlowDescription(spec, DType: "Float64", PreconditionMean: mean, PreconditionCholesky: Flatten(factor)).Build();
-            var fit = VariationalTrainer.Fit(q, target, Training(o, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed), Report(o, $"flow {attempts + 1}"), cancellationToken);
-            var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, seed + 11);
-            fits.Add((q, fit, elbo.Elbo));
-            stages.Add(new PosteriorFitStage($"flow {attempts + 1} ({o.Flow} K={o.FlowLayers}, seed {seed})", clock.Elapsed, elbo.Elbo, $"{fit.Iterations} steps, {fit.Status}"));
-            attempts++;
+            int count = attempts < o.FlowFits ? Math.Min(o.FlowFits - attempts, width)
+                : Math.Min(width, o.FlowFits + o.MaxRestarts - attempts);
+            var round = RunFits(Enumerable.Range(attempts, count).ToArray(), attempt => FitFlow(target, mean, factor, attempt, o, cancellationToken));
+            foreach (var (q, fit, elbo, stage) in round)
+            {
+                fits.Add((q, fit, elbo));
+                stages.Add(stage);
+            }
+            attempts += count;
             if (cancellationToken.IsCancellationRequested) break;
             if (attempts < o.FlowFits) continue;
             var finite = fits.Where(f => double.IsFinite(f.Elbo)).Select(f => f.Elbo).ToArray();
@@ -175,6 +176,44 @@ public static class PosteriorFitter
         }
         var best = fits.OrderByDescending(f => double.IsFinite(f.Elbo) ? f.Elbo : double.NegativeInfinity).First();
         return (best.Q, best.Fit);
+    }
+
+    /// <summary>
+    /// Runs the fits, concurrently when there is more than one: each on its own thread with one libtorch thread
+    /// (libtorch's intra-op pool is process-wide; two fits on two threads each would oversubscribe the cores).
+    /// Results come back in attempt order, and the first failure is rethrown as it was.
+    /// </summary>
+    private static T[] RunFits<T>(int[] attempts, Func<int, T> fit)
+    {
+        if (attempts.Length == 1) return new[] { fit(attempts[0]) };
+        using var threads = TorchThreadScope.Enter(1);
+        var results = new T[attempts.Length];
+        var errors = new System.Runtime.ExceptionServices.ExceptionDispatchInfo?[attempts.Length];
+        var workers = attempts.Select((attempt, i) => new Thread(() =>
+        {
+            try { results[i] = fit(attempt); }
+            catch (Exception e) { errors[i] = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e); }
+        }, maxStackSize: 16 << 20) { IsBackground = true, Name = $"flow fit {attempt + 1}" }).ToArray();
+        foreach (var w in workers) w.Start();
+        foreach (var w in workers) w.Join();
+        errors.FirstOrDefault(e => e is not null)?.Throw();
+        return results;
+    }
+
+    private static (FlowDistribution Q, FitResult Fit, double Elbo, PosteriorFitStage Stage) FitFlow(Target target, double[] mean, double[,] factor,
+        int attempt, PosteriorFitOptions o, CancellationToken cancellationToken)
+    {
+        long seed = o.Seed + 1_000 * (attempt + 1);
+        var clock = Stopwatch.StartNew();
+        // Built through a FlowDescription so that the preconditioned flow records how to rebuild it (FlowSerializer saves it).
+        var spec = new FlowSpec(o.Flow.ToLowerInvariant(), target.Dimension, o.FlowLayers, seed, o.FlowSettings is { Count: > 0 } s ? new Dictionary<string, string>(s) : null);
+        var q = new Persistence.FlowDescription(spec, DType: "Float64", PreconditionMean: mean, PreconditionCholesky: Flatten(factor)).Build();
+        var options = Training(o, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed);
+        if (o.FlowObjective is { } objective) options.Objective = objective;
+        var fit = VariationalTrainer.Fit(q, target, options, Report(o, $"flow {attempt + 1}"), cancellationToken);
+        var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, seed + 11);
+        var stage = new PosteriorFitStage($"flow {attempt + 1} ({o.Flow} K={o.FlowLayers}, seed {seed})", clock.Elapsed, elbo.Elbo, $"{fit.Iterations} steps, {fit.Status}");
+        return (q, fit, elbo.Elbo, stage);
     }
 
     private static double[] Flatten(double[,] matrix)

@@ -132,4 +132,50 @@ public sealed class PosteriorFitTests
         StringAssert.Contains(e.Message, "one row per draw");
         Assert.ThrowsExactly<KeyNotFoundException>(() => draws.Parameter("nothing"));
     }
+
+    [TestMethod]
+    public void ParallelFlowFitsGiveTheSameFitsAsOneAfterTheOther()
+    {
+        PosteriorFitOptions Options(bool parallel)
+        {
+            var o = Quick(ApproximationFamily.Flow);
+            o.FlowFits = 2;
+            o.FlowIterations = 300;
+            o.ParallelFlowFits = parallel;
+            return o;
+        }
+        var serial = Conjugate().Fit(Options(false));
+        var parallel = Conjugate().Fit(Options(true));
+        var flowStages = (PosteriorFit f) => f.Stages.Where(s => s.Name.StartsWith("flow", StringComparison.Ordinal)).ToArray();
+        Assert.AreEqual(2, flowStages(parallel).Length);
+        CollectionAssert.AreEqual(flowStages(serial).Select(s => (s.Name, s.Elbo)).ToArray(), flowStages(parallel).Select(s => (s.Name, s.Elbo)).ToArray(),
+            "each fit has its own seed and generator, so running them at once changes nothing");
+        CollectionAssert.AreEqual(serial.Draws(500)["mu"], parallel.Draws(500)["mu"]);
+    }
+
+    [TestMethod]
+    public void TheFlowStageTrainsWithTheGivenObjective()
+    {
+        var counting = new CountingObjective();
+        var o = Quick(ApproximationFamily.Flow);
+        o.FlowIterations = 150;
+        o.FlowObjective = counting;
+        Conjugate().Fit(o);
+        Assert.AreEqual(150, counting.Calls, "one objective evaluation per flow step, none for the Gaussian stage");
+    }
+
+    private sealed class CountingObjective : Microsoft.ML.NormalizingFlows.Training.VariationalObjective
+    {
+        private readonly Microsoft.ML.NormalizingFlows.Training.ElboObjective inner = new();
+        private int calls;
+
+        public int Calls => calls;
+
+        public override Microsoft.ML.NormalizingFlows.Training.ObjectiveTerms Compute(Microsoft.ML.NormalizingFlows.Distributions.FlowDistribution q,
+            Microsoft.ML.NormalizingFlows.Targets.Target target, int batchSize, torch.Generator generator)
+        {
+            Interlocked.Increment(ref calls);
+            return inner.Compute(q, target, batchSize, generator);
+        }
+    }
 }

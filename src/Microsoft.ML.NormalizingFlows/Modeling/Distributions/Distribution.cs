@@ -47,9 +47,10 @@ public abstract class Distribution
     protected static Tensor AsFloat(Tensor value, Tensor reference) =>
         value.is_floating_point() ? value : value.to(reference.is_floating_point() ? reference.dtype : ScalarType.Float32);
 
-    /// <summary>log p where <paramref name="inSupport"/> holds, −∞ elsewhere.</summary>
+    /// <summary>log p where <paramref name="inSupport"/> holds, −∞ elsewhere. The −∞ is one broadcast element, not a
+    /// filled copy of log p: for a likelihood over many rows and draws that copy was a pass over the largest tensor.</summary>
     protected static Tensor Restrict(Tensor logProb, Tensor inSupport) =>
-        torch.where(inSupport, logProb, torch.full_like(logProb, S(double.NegativeInfinity)));
+        torch.where(inSupport, logProb, torch.tensor(double.NegativeInfinity, logProb.dtype, logProb.device));
 
     /// <summary>½ log 2π.</summary>
     protected static readonly double HalfLogTwoPi = 0.5 * Math.Log(2 * Math.PI);

@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.NormalizingFlows.Modeling;
+using Microsoft.ML.NormalizingFlows.Modeling.Distributions;
+using TorchSharp;
+using static Microsoft.ML.NormalizingFlows.Tensors.RootedScalars;
+
+/// <summary>
+/// "mrp-scale": the MRP model on a survey too large to hold as one likelihood — N rows (default 1,000,000) of the
+/// same structure, simulated from NUTS's posterior means, written to a CSV and read back lazily through ML.NET's
+/// text loader — fitted with the default recipe while the likelihood streams minibatches straight from the
+/// IDataView (scaled by N/B). Prints rows/s, the process's memory over the fit (it should stay flat) and the
+/// estimates against the simulation's truth.
+/// </summary>
+internal static partial class BenchVerbs
+{
+    static partial void RegisterMrpScale() => Add("mrp-scale", "MRP streamed from an IDataView: [--rows N] [--batch ROWS] [--threads N] [--keep FILE]", MrpScale);
+
+    private static int MrpScale(string[] args)
+    {
+        long rows = 1_000_000;
+        int batch = 1_000, threads = 1;
+        string? keep = null;
+        for (int i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--rows": rows = long.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--batch": batch = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--threads": threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--keep": keep = args[++i]; break;
+                default: throw new FormatException($"unknown argument '{args[i]}'");
+            }
+        }
+        var surveyPath = FindUpward(Path.Combine("shared", "data", "mrp", "survey.csv"));
+        if (surveyPath is null) { Console.Error.WriteLine("error: shared/data/mrp was not found above this folder."); return 2; }
+        var ml = new MLContext(seed: 1);
+        var survey = MrpModel.Read(ml, surveyPath);
+        var truth = ReadCsv(Path.Combine(Path.GetDirectoryName(surveyPath)!, "reference_parameters.csv")).ToDictionary(p => p.Name, p => p.Values["mean"]);
+        string csv = keep ?? Path.Combine(Path.GetTempPath(), $"mrp-scale-{Environment.ProcessId}.csv");
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            Simulate(survey, truth, rows, csv);
+            Console.WriteLine($"simulated {rows:N0} respondents (covariates resampled from the survey, y from NUTS's posterior means) into {new FileInfo(csv).Length / 1e6:F0} MB in {clock.Elapsed.TotalSeconds:F1} s");
+
+            var view = ml.Data.LoadFromTextFile(csv, new TextLoader.Options
+            {
+                HasHeader = true,
+                Separators = new[] { ',' },
+                Columns = new[]
+                {
+                    new TextLoader.Column("State", DataKind.Int32, 0), new TextLoader.Column("Region", DataKind.Int32, 1),
+                    new TextLoader.Column("Age", DataKind.Int32, 2), new TextLoader.Column("Eth", DataKind.Int32, 3),
+                    new TextLoader.Column("Educ", DataKind.Int32, 4), new TextLoader.Column("Male", DataKind.Single, 5),
+                    new TextLoader.Column("RepVote", DataKind.Single, 6), new TextLoader.Column("Y", DataKind.Single, 7),
+                },
+            });
+            long evaluations = 0;
+            var model = MrpModel.Declare("mrp-streamed")
+                .Minibatch(ml, view, batch, "State", "Region", "Age", "Eth", "Educ", "Male", "RepVote", "Y")
+                .LogDensity(m =>
+                {
+                    Interlocked.Increment(ref evaluations);
+                    var b = m.Minibatch;
+                    var eta = MrpModel.Coefficients(m).matmul(StreamedDesign(b).t()); // [B, rows]
+                    return MrpModel.LogPrior(m) + b.ScaledSum(new BernoulliLogit(eta).LogProb(b["Y"].unsqueeze(0)));
+                });
+
+            using var memory = new MemoryTrace();
+            clock.Restart();
+            var fit = model.Fit(new PosteriorFitOptions { Threads = threads });
+            clock.Stop();
+            memory.Stop();
+            Console.WriteLine($"fit: {clock.Elapsed.TotalSeconds:F1} s (default recipe, {batch:N0}-row minibatches); k̂ {fit.Report.VerdictParetoK:F2}, {fit.Report.Verdict} (k̂ on a streamed likelihood is noisy: docs/models.md)");
+            foreach (var stage in fit.Stages) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   {stage.Name}: {stage.Elapsed.TotalSeconds:F1} s, {stage.Detail}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"streamed {evaluations:N0} minibatches = {evaluations * (double)batch:N0} rows: {evaluations * (double)batch / clock.Elapsed.TotalSeconds:N0} rows/s"));
+            Console.WriteLine(memory.Describe());
+            var summary = fit.Summary(4_000);
+            Console.WriteLine($"   {"parameter",-14}{"mean",10}{"sd",10}{"truth",10}{"Δ/sd",8}");
+            foreach (var name in new[] { "alpha", "b_male", "b_rep" }.Concat(MrpModel.Groups.Select(g => "sd_" + g.Name)))
+            {
+                var row = summary[name];
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   {name,-14}{row.Mean,10:F4}{row.Sd,10:F4}{truth[name],10:F4}{(row.Mean - truth[name]) / row.Sd,8:F2}"));
+            }
+            return 0;
+        }
+        finally
+        {
+            if (keep is null && File.Exists(csv)) File.Delete(csv);
+        }
+    }
+
+    /// <summary>The design [rows, 102] of a minibatch, built from its level indices (1-based in the file).</summary>
+    private static torch.Tensor StreamedDesign(MinibatchRows b)
+    {
+        // Constants as S(…): a temporary Scalar can be finalized during the native call (README, "Scalars").
+        var age = b["Age"] - S(1L);
+        var educ = b["Educ"] - S(1L);
+        var ones = torch.ones_like(b["Male"]);
+        var levels = new[] { (b["State"] - S(1L), 50), (b["Region"] - S(1L), 4), (age, 6), (b["Eth"] - S(1L), 4), (educ, 5), (age * S(5L) + educ, 30) };
+        var parts = new[] { ones.unsqueeze(1), (b["Male"] - S(0.5)).unsqueeze(1), (b["RepVote"] - S(0.5)).unsqueeze(1) }
+            .Concat(levels.Select(l => torch.nn.functional.one_hot(l.Item1, l.Item2).to(ones.dtype)));
+        return torch.cat(parts.ToArray(), 1);
+    }
+
+    /// <summary>Writes N respondents: covariates of a random survey row, y ~ Bernoulli(logit⁻¹ η) at the given parameters.</summary>
+    private static void Simulate(MrpModel.Row[] survey, Dictionary<string, double> truth, long rows, string path)
+    {
+        var random = new Random(20231);
+        using var writer = new StreamWriter(path);
+        writer.WriteLine("state,region,age,eth,educ,male,repvote,y");
+        // Names as in reference_parameters.csv; the age × education effects are Stan's matrix z_age_educ[age,educ].
+        double Effect(string group, string level) => truth["sd_" + group] * truth[$"z_{group}[{level}]"];
+        for (long n = 0; n < rows; n++)
+        {
+            var r = survey[random.Next(survey.Length)];
+            int s = (int)r.State, g = (int)r.Region, a = (int)r.Age, e = (int)r.Eth, d = (int)r.Educ;
+            double eta = truth["alpha"] + truth["b_male"] * (r.Male - 0.5) + truth["b_rep"] * (r.RepVote - 0.5)
+                         + Effect("state", $"{s}") + Effect("region", $"{g}") + Effect("age", $"{a}") + Effect("eth", $"{e}") + Effect("educ", $"{d}") + Effect("age_educ", $"{a},{d}");
+            int y = random.NextDouble() < 1 / (1 + Math.Exp(-eta)) ? 1 : 0;
+            writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{s},{g},{a},{e},{d},{r.Male},{r.RepVote},{y}"));
+        }
+    }
+
+    /// <summary>Samples the process's working set every half second while a fit runs.</summary>
+    private sealed class MemoryTrace : IDisposable
+    {
+        private readonly List<(double Seconds, long Bytes)> samples = new();
+        private readonly Stopwatch clock = Stopwatch.StartNew();
+        private readonly Timer timer;
+
+        public MemoryTrace() => timer = new Timer(_ => { lock (samples) samples.Add((clock.Elapsed.TotalSeconds, Environment.WorkingSet)); }, null, 0, 500);
+
+        public void Stop() => timer.Change(Timeout.Infinite, Timeout.Infinite);
+
+        public string Describe()
+        {
+            lock (samples)
+            {
+                if (samples.Count == 0) return "memory: no samples";
+                var deciles = Enumerable.Range(1, 10).Select(k => samples[Math.Min(samples.Count - 1, k * samples.Count / 10)]);
+                return "working set over the fit (MB at each tenth of its time): " +
+                       string.Join(", ", deciles.Select(s => $"{s.Bytes / 1e6:F0}")) + $"; peak {samples.Max(s => s.Bytes) / 1e6:F0} MB";
+            }
+        }
+
+        public void Dispose() => timer.Dispose();
+    }
+}

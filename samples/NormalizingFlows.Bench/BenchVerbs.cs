@@ -48,6 +48,7 @@ internal static partial class BenchVerbs
         RegisterPosteriorDb();
         RegisterMrp();
         RegisterMrpScale();
+        RegisterScan();
     }
 
     static partial void RegisterSeed();
@@ -58,4 +59,5 @@ internal static partial class BenchVerbs
     static partial void RegisterPosteriorDb();
     static partial void RegisterMrp();
     static partial void RegisterMrpScale();
+    static partial void RegisterScan();
 }

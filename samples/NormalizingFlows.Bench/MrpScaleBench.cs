@@ -16,13 +16,14 @@ using static Microsoft.ML.NormalizingFlows.Tensors.RootedScalars;
 /// </summary>
 internal static partial class BenchVerbs
 {
-    static partial void RegisterMrpScale() => Add("mrp-scale", "MRP streamed from an IDataView: [--rows N] [--batch ROWS] [--threads N] [--keep FILE]", MrpScale);
+    static partial void RegisterMrpScale() => Add("mrp-scale", "MRP streamed from an IDataView: [--rows N] [--batch ROWS] [--threads N] [--keep FILE] [--verbose]", MrpScale);
 
     private static int MrpScale(string[] args)
     {
         long rows = 1_000_000;
-        int batch = 1_000, threads = 1;
+        int batch = 10_000, threads = 1;
         string? keep = null;
+        bool verbose = false;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -31,14 +32,16 @@ internal static partial class BenchVerbs
                 case "--batch": batch = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--threads": threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--keep": keep = args[++i]; break;
+                case "--verbose": verbose = true; break;
                 default: throw new FormatException($"unknown argument '{args[i]}'");
             }
         }
-        var surveyPath = FindUpward(Path.Combine("shared", "data", "mrp", "survey.csv"));
-        if (surveyPath is null) { Console.Error.WriteLine("error: shared/data/mrp was not found above this folder."); return 2; }
+        var data = MrpWorkflow.FindData();
+        if (data is null) { Console.Error.WriteLine("error: shared/data/mrp was not found above this folder."); return 2; }
+        var surveyPath = Path.Combine(data, "survey.csv");
         var ml = new MLContext(seed: 1);
         var survey = MrpModel.Read(ml, surveyPath);
-        var truth = ReadCsv(Path.Combine(Path.GetDirectoryName(surveyPath)!, "reference_parameters.csv")).ToDictionary(p => p.Name, p => p.Values["mean"]);
+        var truth = MrpWorkflow.ReadReference(Path.Combine(data, "reference_parameters.csv")).ToDictionary(p => p.Name, p => p.Values["mean"]);
         string csv = keep ?? Path.Combine(Path.GetTempPath(), $"mrp-scale-{Environment.ProcessId}.csv");
         try
         {
@@ -71,7 +74,10 @@ internal static partial class BenchVerbs
 
             using var memory = new MemoryTrace();
             clock.Restart();
-            var fit = model.Fit(new PosteriorFitOptions { Threads = threads });
+            var options = new PosteriorFitOptions { Threads = threads };
+            if (verbose) options.Progress = new Progress<(string Stage, Microsoft.ML.NormalizingFlows.Training.TrainingProgress P)>(
+                r => Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   {r.Stage} {r.P.Iteration}/{r.P.Iterations}: ELBO {r.P.Elbo:F1}, learning rate {r.P.LearningRate:G3}")));
+            var fit = model.Fit(options);
             clock.Stop();
             memory.Stop();
             Console.WriteLine($"fit: {clock.Elapsed.TotalSeconds:F1} s (default recipe, {batch:N0}-row minibatches); k̂ {fit.Report.VerdictParetoK:F2}, {fit.Report.Verdict} (k̂ on a streamed likelihood is noisy: docs/models.md)");

@@ -67,15 +67,16 @@ public static class PosteriorFitter
         using var threads = TorchThreadScope.Enter(o.Threads);
 
         var mode = FindMode(target, o, stages, cancellationToken);
+        var settings = new StageSettings(model.Minibatches is null ? DefaultDivergenceDrop : StreamedDivergenceDrop(target, mode));
         FlowDistribution q;
         FitResult fit;
         if (o.Family == ApproximationFamily.MeanFieldGaussian)
-            (q, fit) = FitGaussian(target, new DiagonalNormal(target.Dimension, 0.1), mode, o, stages, "mean-field Gaussian", cancellationToken);
+            (q, fit) = FitGaussian(target, new DiagonalNormal(target.Dimension, 0.1), mode, o, settings, stages, "mean-field Gaussian", cancellationToken);
         else
         {
-            var (gaussian, gaussianFit) = FitGaussian(target, new FullRankNormal(target.Dimension, 0.1), mode, o, stages, "full-rank Gaussian", cancellationToken);
+            var (gaussian, gaussianFit) = FitGaussian(target, new FullRankNormal(target.Dimension, 0.1), mode, o, settings, stages, "full-rank Gaussian", cancellationToken);
             (q, fit) = o.Family == ApproximationFamily.FullRankGaussian ? (gaussian, gaussianFit)
-                : FitFlows(target, model.Minibatches is not null, (FullRankNormal)gaussian.Base, o, stages, cancellationToken);
+                : FitFlows(target, model.Minibatches is not null, (FullRankNormal)gaussian.Base, o, settings, stages, cancellationToken);
         }
         var reportClock = Stopwatch.StartNew();
         var report = FitReport.Create(q, target, fit, o.ReportSamples, o.Seed + 1);
@@ -106,8 +107,31 @@ public static class PosteriorFitter
         return bestZ.squeeze(0);
     }
 
-    private static TrainerOptions Training(PosteriorFitOptions o, int iterations, double learningRate, int batch, long seed) => new()
+    /// <summary>What every training stage of one fit shares.</summary>
+    private sealed record StageSettings(double DivergenceDrop);
+
+    private static readonly double DefaultDivergenceDrop = new TrainerOptions().DivergenceElboDrop;
+
+    /// <summary>
+    /// A streamed likelihood's ELBO moves by the minibatch's noise (N/B × the batch sum: thousands of nats for a
+    /// million rows), which the default divergence test (the smoothed ELBO 1,000 nats below its best) would take
+    /// for a divergence. The noise is measured at the mode, 32 minibatches, and the test allowed ten times the noise
+    /// of a window's mean.
+    /// </summary>
+    private static double StreamedDivergenceDrop(Target target, Tensor mode)
     {
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var point = mode.unsqueeze(0);
+        var values = Enumerable.Range(0, 32).Select(_ => target.Evaluate(point).item<double>()).Where(double.IsFinite).ToArray();
+        if (values.Length < 2) return DefaultDivergenceDrop;
+        double mean = values.Average(), sd = Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1));
+        return Math.Max(DefaultDivergenceDrop, 10 * sd / Math.Sqrt(new TrainerOptions().ConvergenceWindow));
+    }
+
+    private static TrainerOptions Training(PosteriorFitOptions o, StageSettings settings, int iterations, double learningRate, int batch, long seed) => new()
+    {
+        DivergenceElboDrop = settings.DivergenceDrop,
         Iterations = iterations,
         LearningRate = learningRate,
         BatchSize = batch,
@@ -122,7 +146,7 @@ public static class PosteriorFitter
     };
 
     private static (FlowDistribution Q, FitResult Fit) FitGaussian(Target target, BaseDistribution family, Tensor mode,
-        PosteriorFitOptions o, List<PosteriorFitStage> stages, string name, CancellationToken cancellationToken)
+        PosteriorFitOptions o, StageSettings settings, List<PosteriorFitStage> stages, string name, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         var q = new FlowDistribution(family);
@@ -132,15 +156,15 @@ public static class PosteriorFitter
             var loc = family.named_parameters().First(p => p.name == "loc").parameter;
             loc.copy_(mode.to(loc.dtype));
         }
-        var fit = VariationalTrainer.Fit(q, target, Training(o, o.GaussianIterations, o.GaussianLearningRate, o.GaussianBatchSize, o.Seed),
+        var fit = VariationalTrainer.Fit(q, target, Training(o, settings, o.GaussianIterations, o.GaussianLearningRate, o.GaussianBatchSize, o.Seed),
             Report(o, name), cancellationToken);
         var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, o.Seed + 11);
-        stages.Add(new PosteriorFitStage(name, clock.Elapsed, elbo.Elbo, $"{fit.Iterations} steps, {fit.Status}"));
+        stages.Add(new PosteriorFitStage(name, clock.Elapsed, elbo.Elbo, StageDetail(fit)));
         return (q, fit);
     }
 
     private static (FlowDistribution Q, FitResult Fit) FitFlows(Target target, bool streams, FullRankNormal gaussian, PosteriorFitOptions o,
-        List<PosteriorFitStage> stages, CancellationToken cancellationToken)
+        StageSettings settings, List<PosteriorFitStage> stages, CancellationToken cancellationToken)
     {
         double[] mean;
         double[,] factor;
@@ -161,7 +185,7 @@ public static class PosteriorFitter
         {
             int count = attempts < o.FlowFits ? Math.Min(o.FlowFits - attempts, width)
                 : Math.Min(width, o.FlowFits + o.MaxRestarts - attempts);
-            var round = RunFits(Enumerable.Range(attempts, count).ToArray(), attempt => FitFlow(target, mean, factor, attempt, o, cancellationToken));
+            var round = RunFits(Enumerable.Range(attempts, count).ToArray(), attempt => FitFlow(target, mean, factor, attempt, o, settings, cancellationToken));
             foreach (var (q, fit, elbo, stage) in round)
             {
                 fits.Add((q, fit, elbo));
@@ -201,20 +225,23 @@ public static class PosteriorFitter
     }
 
     private static (FlowDistribution Q, FitResult Fit, double Elbo, PosteriorFitStage Stage) FitFlow(Target target, double[] mean, double[,] factor,
-        int attempt, PosteriorFitOptions o, CancellationToken cancellationToken)
+        int attempt, PosteriorFitOptions o, StageSettings settings, CancellationToken cancellationToken)
     {
         long seed = o.Seed + 1_000 * (attempt + 1);
         var clock = Stopwatch.StartNew();
         // Built through a FlowDescription so that the preconditioned flow records how to rebuild it (FlowSerializer saves it).
         var spec = new FlowSpec(o.Flow.ToLowerInvariant(), target.Dimension, o.FlowLayers, seed, o.FlowSettings is { Count: > 0 } s ? new Dictionary<string, string>(s) : null);
         var q = new Persistence.FlowDescription(spec, DType: "Float64", PreconditionMean: mean, PreconditionCholesky: Flatten(factor)).Build();
-        var options = Training(o, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed);
+        var options = Training(o, settings, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed);
         if (o.FlowObjective is { } objective) options.Objective = objective;
         var fit = VariationalTrainer.Fit(q, target, options, Report(o, $"flow {attempt + 1}"), cancellationToken);
         var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, seed + 11);
-        var stage = new PosteriorFitStage($"flow {attempt + 1} ({o.Flow} K={o.FlowLayers}, seed {seed})", clock.Elapsed, elbo.Elbo, $"{fit.Iterations} steps, {fit.Status}");
+        var stage = new PosteriorFitStage($"flow {attempt + 1} ({o.Flow} K={o.FlowLayers}, seed {seed})", clock.Elapsed, elbo.Elbo, StageDetail(fit));
         return (q, fit, elbo.Elbo, stage);
     }
+
+    private static string StageDetail(FitResult fit) =>
+        $"{fit.Iterations} steps, {fit.Status}" + (fit.DivergenceReason is { } reason ? $" ({reason})" : "");
 
     private static double[] Flatten(double[,] matrix)
     {

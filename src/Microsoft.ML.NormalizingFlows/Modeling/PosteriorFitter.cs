@@ -67,7 +67,9 @@ public static class PosteriorFitter
         using var threads = TorchThreadScope.Enter(o.Threads);
 
         var mode = FindMode(target, o, stages, cancellationToken);
-        var settings = new StageSettings(model.Minibatches is null ? DefaultDivergenceDrop : StreamedDivergenceDrop(target, mode));
+        var settings = model.Minibatches is { } stream
+            ? new StageSettings(StreamedDivergenceDrop(target, mode), 1 / Math.Sqrt(Math.Max(1.0, stream.Rows / (double)stream.BatchSize)))
+            : new StageSettings(DefaultDivergenceDrop, 1);
         FlowDistribution q;
         FitResult fit;
         if (o.Family == ApproximationFamily.MeanFieldGaussian)
@@ -107,8 +109,13 @@ public static class PosteriorFitter
         return bestZ.squeeze(0);
     }
 
-    /// <summary>What every training stage of one fit shares.</summary>
-    private sealed record StageSettings(double DivergenceDrop);
+    /// <summary>
+    /// What every training stage of one fit shares. A streamed likelihood's gradient carries the minibatch's noise,
+    /// which grows with N/B, while Adam moves every parameter about one learning rate per step whatever the noise:
+    /// the noise then random-walks the Gaussian's Cholesky entries far beyond the posterior's scale (an ill-conditioned
+    /// factor, and absurd ELBO estimates). The learning rates are divided by √(N/B) for streamed models.
+    /// </summary>
+    private sealed record StageSettings(double DivergenceDrop, double LearningRateScale);
 
     private static readonly double DefaultDivergenceDrop = new TrainerOptions().DivergenceElboDrop;
 
@@ -132,8 +139,8 @@ public static class PosteriorFitter
     private static TrainerOptions Training(PosteriorFitOptions o, StageSettings settings, int iterations, double learningRate, int batch, long seed) => new()
     {
         DivergenceElboDrop = settings.DivergenceDrop,
+        LearningRate = learningRate * settings.LearningRateScale,
         Iterations = iterations,
-        LearningRate = learningRate,
         BatchSize = batch,
         Precision = Precision.Float64,
         Schedule = LearningRateSchedule.Cosine(0.02),

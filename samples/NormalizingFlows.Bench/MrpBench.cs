@@ -11,7 +11,7 @@ using Microsoft.ML.NormalizingFlows.Modeling;
 /// </summary>
 internal static partial class BenchVerbs
 {
-    static partial void RegisterMrp() => Add("mrp", "MRP vs NUTS: [flow|full-rank|mean-field|all] [--draws N] [--threads N] [--output DIR] [--iw K] [--flow-batch N] [--flow-steps N] [--flow-setting key=value]… [--serial]", Mrp);
+    static partial void RegisterMrp() => Add("mrp", "MRP vs NUTS: [flow|full-rank|mean-field|all] [--draws N] [--threads N] [--output DIR] [--iw K] [--flow-batch N] [--flow-steps N] [--flow NAME] [--flow-layers K] [--flow-setting key=value]… [--serial]", Mrp);
 
     private static int Mrp(string[] args)
     {
@@ -34,6 +34,8 @@ internal static partial class BenchVerbs
                     (options.FlowSettings ??= new())[pair[0]] = pair[1];
                     break;
                 case "--serial": options.ParallelFlowFits = false; break;
+                case "--flow": options.Flow = args[++i]; break;
+                case "--flow-layers": options.FlowLayers = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--output": output = args[++i]; break;
                 case "flow": families.Add(ApproximationFamily.Flow); break;
                 case "full-rank": families.Add(ApproximationFamily.FullRankGaussian); break;

@@ -16,7 +16,7 @@ using static Microsoft.ML.NormalizingFlows.Tensors.RootedScalars;
 /// </summary>
 internal static partial class BenchVerbs
 {
-    static partial void RegisterMrpScale() => Add("mrp-scale", "MRP streamed from an IDataView: [--rows N] [--batch ROWS] [--threads N] [--keep FILE] [--verbose]", MrpScale);
+    static partial void RegisterMrpScale() => Add("mrp-scale", "MRP streamed from an IDataView: [--rows N] [--batch ROWS] [--threads N] [--family flow|full-rank|mean-field] [--keep FILE] [--verbose]", MrpScale);
 
     private static int MrpScale(string[] args)
     {
@@ -24,6 +24,7 @@ internal static partial class BenchVerbs
         int batch = 10_000, threads = 1;
         string? keep = null;
         bool verbose = false;
+        var family = ApproximationFamily.Flow;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -33,6 +34,15 @@ internal static partial class BenchVerbs
                 case "--threads": threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--keep": keep = args[++i]; break;
                 case "--verbose": verbose = true; break;
+                case "--family":
+                    family = args[++i] switch
+                    {
+                        "flow" => ApproximationFamily.Flow,
+                        "full-rank" => ApproximationFamily.FullRankGaussian,
+                        "mean-field" => ApproximationFamily.MeanFieldGaussian,
+                        var other => throw new FormatException($"unknown family '{other}'"),
+                    };
+                    break;
                 default: throw new FormatException($"unknown argument '{args[i]}'");
             }
         }
@@ -74,13 +84,13 @@ internal static partial class BenchVerbs
 
             using var memory = new MemoryTrace();
             clock.Restart();
-            var options = new PosteriorFitOptions { Threads = threads };
+            var options = new PosteriorFitOptions { Threads = threads, Family = family };
             if (verbose) options.Progress = new Progress<(string Stage, Microsoft.ML.NormalizingFlows.Training.TrainingProgress P)>(
                 r => Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   {r.Stage} {r.P.Iteration}/{r.P.Iterations}: ELBO {r.P.Elbo:F1}, learning rate {r.P.LearningRate:G3}")));
             var fit = model.Fit(options);
             clock.Stop();
             memory.Stop();
-            Console.WriteLine($"fit: {clock.Elapsed.TotalSeconds:F1} s (default recipe, {batch:N0}-row minibatches); k̂ {fit.Report.VerdictParetoK:F2}, {fit.Report.Verdict} (k̂ on a streamed likelihood is noisy: docs/models.md)");
+            Console.WriteLine($"fit: {clock.Elapsed.TotalSeconds:F1} s (default recipe, {family}, {batch:N0}-row minibatches); k̂ {fit.Report.VerdictParetoK:F2}, {fit.Report.Verdict} (k̂ on a streamed likelihood is noisy: docs/models.md)");
             foreach (var stage in fit.Stages) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   {stage.Name}: {stage.Elapsed.TotalSeconds:F1} s, {stage.Detail}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"streamed {evaluations:N0} minibatches = {evaluations * (double)batch:N0} rows: {evaluations * (double)batch / clock.Elapsed.TotalSeconds:N0} rows/s"));

@@ -80,7 +80,7 @@ internal static class MrpWorkflow
             Console.WriteLine($"   {"parameter",-14}{"mean",10}{"NUTS",10}{"Δ/sd",8}{"sd",10}{"NUTS sd",10}{"Δsd",8}");
             var summary = sample.Summary(fit.Report.Verdict);
             var gaps = new Dictionary<string, (double MeanGap, double SdRatio)>();
-            foreach (var p in parameters)
+            foreach (var p in parameters.Where(p => p.Name != "lp__")) // Stan's log density, not a parameter
             {
                 var name = p.Name.StartsWith("z_age_educ[", StringComparison.Ordinal) ? AgeEducEntry(p.Name) : p.Name;
                 var row = summary[name];

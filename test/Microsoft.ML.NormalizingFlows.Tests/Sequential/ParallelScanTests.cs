@@ -125,6 +125,26 @@ public sealed class ParallelScanTests
     }
 
     [TestMethod]
+    public void TheHmmLikelihoodSurvivesStatesThousandsOfNatsApart()
+    {
+        // The scaled-probability tree flushes entries ~700 nats below their matrix's largest to 0: the likelihood and
+        // its gradient must still match the log-space loop, and nothing may turn NaN.
+        const int states = 3, steps = 300;
+        var logTransition = torch.nn.functional.log_softmax(Random(14, states, states), 1);
+        var emission = (Random(15, steps, states) * 400).requires_grad_(); // log e_t(s) spread over ±1,200 nats
+        var logInitial = torch.full(new long[] { states }, -Math.Log(states), dtype: ScalarType.Float64);
+        var alpha = logInitial + emission.select(0, 0);
+        for (int t = 1; t < steps; t++) alpha = torch.logsumexp(alpha.unsqueeze(-1) + logTransition, -2) + emission.select(0, t);
+        var looped = torch.logsumexp(alpha, -1);
+        var tree = HiddenMarkovModel.LogLikelihood(logInitial, logTransition, emission);
+        AssertClose(looped, tree, 1e-10, "log-likelihood");
+        var gradLoop = torch.autograd.grad(new[] { looped }, new[] { emission })[0];
+        var gradTree = torch.autograd.grad(new[] { tree }, new[] { emission })[0];
+        Assert.IsTrue(gradTree.isfinite().all().item<bool>(), "finite gradient");
+        AssertClose(gradLoop, gradTree, 1e-10, "gradient");
+    }
+
+    [TestMethod]
     public void MismatchedShapesNameTheArgument()
     {
         Assert.AreEqual("chain", Assert.ThrowsExactly<ArgumentException>(() => LogSemiring.Reduce(torch.zeros(4, 2, 3))).ParamName);

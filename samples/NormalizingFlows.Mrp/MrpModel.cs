@@ -99,31 +99,40 @@ internal static class MrpModel
     public static BayesianModel Create(Row[] survey, Row[] poststratification)
     {
         var (cells, trials, successes) = Aggregate(survey);
-        // Poststratification: weights n_c / (state total) per state, and n_c / N for the nation: a [cells, 51] matrix.
-        var weights = new double[poststratification.Length * 51];
-        var stateTotals = new double[50];
-        foreach (var c in poststratification) stateTotals[(int)c.State - 1] += c.Last;
-        double total = stateTotals.Sum();
-        for (int i = 0; i < poststratification.Length; i++)
-        {
-            weights[i * 51 + (int)poststratification[i].State - 1] = poststratification[i].Last / stateTotals[(int)poststratification[i].State - 1];
-            weights[i * 51 + 50] = poststratification[i].Last / total;
-        }
-        return Declare("mrp")
+        return Create(cells, trials, successes, poststratification);
+    }
+
+    /// <summary>The model from respondents already grouped into cells (n respondents, k yes answers per cell).</summary>
+    public static BayesianModel Create(Row[] cells, double[] trials, double[] successes, Row[] poststratification)
+    {
+        var model = Declare("mrp")
             .Data("x", Design(cells), DesignWidth, cells.Length)
             .Data("n", trials)
-            .Data("k", successes)
-            .Data("cells_x", Design(poststratification), DesignWidth, poststratification.Length)
-            .Data("cells_weights", weights, poststratification.Length, 51)
-            .LogDensity(m =>
+            .Data("k", successes);
+        if (poststratification.Length > 0)
+        {
+            // Poststratification: weights n_c / (state total) per state, and n_c / N for the nation: a [cells, 51] matrix.
+            var weights = new double[poststratification.Length * 51];
+            var stateTotals = new double[50];
+            foreach (var c in poststratification) stateTotals[(int)c.State - 1] += c.Last;
+            double total = stateTotals.Sum();
+            for (int i = 0; i < poststratification.Length; i++)
             {
-                var eta = Coefficients(m).matmul(m.Data("x")); // [B, cells]
-                // The binomial kernel k η − n log(1 + e^η), i.e. BinomialLogit's log-probability without log C(n, k),
-                // a constant of the data, and without its support checks, which the counts pass by construction (Stan's
-                // binomial_logit_lupmf): two fewer passes over the [B, cells] tensor in each direction.
-                var kernel = m.Data("k").unsqueeze(0) * eta - m.Data("n").unsqueeze(0) * eta.Softplus();
-                return LogPrior(m) + kernel.sum(1);
-            });
+                weights[i * 51 + (int)poststratification[i].State - 1] = poststratification[i].Last / stateTotals[(int)poststratification[i].State - 1];
+                weights[i * 51 + 50] = poststratification[i].Last / total;
+            }
+            model.Data("cells_x", Design(poststratification), DesignWidth, poststratification.Length)
+                 .Data("cells_weights", weights, poststratification.Length, 51);
+        }
+        return model.LogDensity(m =>
+        {
+            var eta = Coefficients(m).matmul(m.Data("x")); // [B, cells]
+            // The binomial kernel k η − n log(1 + e^η), i.e. BinomialLogit's log-probability without log C(n, k),
+            // a constant of the data, and without its support checks, which the counts pass by construction (Stan's
+            // binomial_logit_lupmf): two fewer passes over the [B, cells] tensor in each direction.
+            var kernel = m.Data("k").unsqueeze(0) * eta - m.Data("n").unsqueeze(0) * eta.Softplus();
+            return LogPrior(m) + kernel.sum(1);
+        });
     }
 
     /// <summary>The poststratified estimates per draw: [B, 51] (states 1–50, then the nation).</summary>

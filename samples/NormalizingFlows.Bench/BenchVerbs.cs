@@ -5,19 +5,6 @@ internal static partial class BenchVerbs
 
     private static void Add(string name, string help, Func<string[], int> run) => Verbs[name] = (help, run);
 
-    /// <summary>The first existing file at RELATIVE found walking up from the current folder, then from the bench's
-    /// own folder (the shared anchors and reference data live beside the repository, not in it).</summary>
-    private static string? FindUpward(string relative)
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, relative);
-                if (File.Exists(candidate)) return candidate;
-            }
-        return null;
-    }
-
     public static int Run(string[] args)
     {
         RegisterAll();

@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using Microsoft.ML;
-using Microsoft.ML.Data;
 using Microsoft.ML.NormalizingFlows.Modeling;
 
 /// <summary>

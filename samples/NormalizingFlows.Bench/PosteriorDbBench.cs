@@ -36,7 +36,7 @@ internal static partial class BenchVerbs
                 default: which = args[i]; break;
             }
         }
-        var reference = FindUpward(Path.Combine("shared", "data", "posteriordb", "eight_schools_noncentered.json"));
+        var reference = SharedFiles.FindUpward(Path.Combine("shared", "data", "posteriordb", "eight_schools_noncentered.json"));
         if (reference is null) { Console.Error.WriteLine("error: shared/data/posteriordb was not found above this folder."); return 2; }
         PosteriorDbModels.Directory = Path.GetDirectoryName(reference)!;
         var names = which == "all" ? PosteriorDbModels.Names : new[] { which };

@@ -318,7 +318,7 @@ internal static partial class BenchVerbs
 
     private static int RunQualityEightSchools(QualityArgs a)
     {
-        string? path = a.ReferencePath ?? FindUpward(EightSchoolsReference);
+        string? path = a.ReferencePath ?? SharedFiles.FindUpward(EightSchoolsReference);
         if (path is null || !File.Exists(path))
         {
             Console.Error.WriteLine(a.ReferencePath is null

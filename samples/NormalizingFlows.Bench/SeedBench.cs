@@ -62,7 +62,7 @@ internal static partial class BenchVerbs
         double? anchorSeconds = null;
         if (runAnchor)
         {
-            anchorScript ??= FindUpward(Path.Combine("shared", "bench", "seed_planar_ring.py"));
+            anchorScript ??= SharedFiles.FindUpward(Path.Combine("shared", "bench", "seed_planar_ring.py"));
             if (anchorScript is null || !File.Exists(anchorScript))
             {
                 Console.Error.WriteLine("error: --anchor: shared/bench/seed_planar_ring.py not found above the current folder or the bench; pass its path.");

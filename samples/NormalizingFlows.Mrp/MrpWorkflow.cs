@@ -11,17 +11,9 @@ using Microsoft.ML.NormalizingFlows.Plotting;
 /// </summary>
 internal static class MrpWorkflow
 {
-    /// <summary>shared/data/mrp, found walking up from the current folder, then from the program's own.</summary>
-    public static string? FindData()
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, "shared", "data", "mrp");
-                if (File.Exists(Path.Combine(candidate, "survey.csv"))) return candidate;
-            }
-        return null;
-    }
+    /// <summary>shared/data/mrp (the folder of survey.csv), found walking up from the current folder, then from the program's own.</summary>
+    public static string? FindData() =>
+        SharedFiles.FindUpward(Path.Combine("shared", "data", "mrp", "survey.csv")) is { } survey ? Path.GetDirectoryName(survey) : null;
 
     /// <summary>What one family's fit showed against NUTS.</summary>
     public sealed record Outcome(ApproximationFamily Family, double Seconds, double ParetoK, int StatesWithin, double WorstStateMean, double WorstStateSd,

@@ -27,6 +27,8 @@ public static class HiddenMarkovModel
         ArgumentNullException.ThrowIfNull(logInitial);
         ArgumentNullException.ThrowIfNull(logTransition);
         ArgumentNullException.ThrowIfNull(logEmission);
+        if (logInitial.dim() < 1 || logInitial.shape[^1] == 0)
+            throw new ArgumentException($"logInitial must be [..., S ≥ 1]; got [{string.Join(", ", logInitial.shape)}].", nameof(logInitial));
         long states = logInitial.shape[^1];
         if (logTransition.dim() < 2 || logTransition.shape[^1] != states || logTransition.shape[^2] != states)
             throw new ArgumentException($"logTransition must be [..., {states}, {states}] for {states} states; got [{string.Join(", ", logTransition.shape)}].", nameof(logTransition));

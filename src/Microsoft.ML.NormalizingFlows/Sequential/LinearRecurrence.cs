@@ -26,6 +26,8 @@ public static class LinearRecurrence
         if (!Broadcastable(a.shape, b.shape))
             throw new ArgumentException($"a [{string.Join(", ", a.shape)}] and b [{string.Join(", ", b.shape)}] do not broadcast to one shape.", nameof(a));
         var both = torch.broadcast_tensors(a, b);
+        if (initial is not null && !Broadcastable(initial.shape, both[1].shape[..^1]))
+            throw new ArgumentException($"initial [{string.Join(", ", initial.shape)}] must broadcast to one time slice [{string.Join(", ", both[1].shape[..^1])}].", nameof(initial));
         var (coefficient, offset) = (both[0], both[1]);
         long steps = offset.shape[^1];
         for (long span = 1; span < steps; span *= 2)

@@ -151,6 +151,10 @@ public sealed class ParallelScanTests
         Assert.AreEqual("y", Assert.ThrowsExactly<ArgumentException>(() => LogSemiring.Multiply(torch.zeros(2, 3), torch.zeros(2, 3))).ParamName);
         Assert.AreEqual("logTransition", Assert.ThrowsExactly<ArgumentException>(() =>
             HiddenMarkovModel.LogLikelihood(torch.zeros(3), torch.zeros(2, 2), torch.zeros(10, 3))).ParamName);
+        Assert.AreEqual("logInitial", Assert.ThrowsExactly<ArgumentException>(() =>
+            HiddenMarkovModel.LogLikelihood(torch.tensor(0.0), torch.zeros(1, 1), torch.zeros(10, 1))).ParamName);
+        Assert.AreEqual("initial", Assert.ThrowsExactly<ArgumentException>(() =>
+            LinearRecurrence.Scan(torch.ones(3, 5), torch.ones(3, 5), torch.zeros(4))).ParamName);
         Assert.AreEqual("logEmission", Assert.ThrowsExactly<ArgumentException>(() =>
             HiddenMarkovModel.LogLikelihood(torch.zeros(3), torch.zeros(3, 3), torch.zeros(10, 2))).ParamName);
     }

@@ -36,6 +36,7 @@ internal static partial class BenchVerbs
         RegisterMrp();
         RegisterMrpScale();
         RegisterScan();
+        RegisterSynthetic();
     }
 
     static partial void RegisterSeed();
@@ -47,4 +48,5 @@ internal static partial class BenchVerbs
     static partial void RegisterMrp();
     static partial void RegisterMrpScale();
     static partial void RegisterScan();
+    static partial void RegisterSynthetic();
 }

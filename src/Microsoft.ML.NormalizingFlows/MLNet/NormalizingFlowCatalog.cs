@@ -136,4 +136,16 @@ public static class NormalizingFlowCatalog
         ArgumentNullException.ThrowIfNull(options);
         return new NormalizingFlowEstimator(CatalogUtils.GetEnvironment(catalog), null, options);
     }
+
+    /// <summary>
+    /// Synthetic data and row scoring for a table: fits a flow to the rows of the data's columns (numeric, integer,
+    /// Boolean, text and key columns, with missing values), optionally conditioned on context columns. The fitted
+    /// <see cref="Microsoft.ML.NormalizingFlows.Tabular.TabularFlowTransformer"/> generates typed rows (<c>Generate</c>) and scores rows' log-likelihood
+    /// (<c>Transform</c>). See docs/synthetic-data.md.
+    /// </summary>
+    public static Microsoft.ML.NormalizingFlows.Tabular.TabularFlowEstimator TabularFlow(this TransformsCatalog catalog, Microsoft.ML.NormalizingFlows.Tabular.TabularFlowEstimator.Options? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new Microsoft.ML.NormalizingFlows.Tabular.TabularFlowEstimator(CatalogUtils.GetEnvironment(catalog), options);
+    }
 }

@@ -186,7 +186,7 @@ public sealed class NormalizingFlowTransformer : ITransformer
         if (Mode == FlowFitMode.DensityEstimation)
         {
             FlowColumnChecks.CheckVectorColumn(inputSchema, InputColumnName!, Dimension, nameof(inputSchema));
-            return FlowScoreDataView.OutputSchema(inputSchema, Names.LogQ);
+            return ScoreSchemas.Append(inputSchema, Names.LogQ);
         }
         return SampleSchema(inputSchema);
     }
@@ -227,7 +227,7 @@ public sealed class NormalizingFlowTransformer : ITransformer
         if (Mode == FlowFitMode.DensityEstimation)
         {
             var column = FlowColumnChecks.CheckVectorColumn(inputSchema, InputColumnName!, Dimension, nameof(inputSchema));
-            return new FlowScoreRowMapper(this, inputSchema, column, Names.LogQ);
+            return new ScoreRowMapper(new VectorLogQScorer(this, column), inputSchema, Names.LogQ);
         }
         return new FlowRowMapper(this, inputSchema);
     }
@@ -252,7 +252,7 @@ public sealed class NormalizingFlowTransformer : ITransformer
         if (!Flow.CanEvaluateLogProb)
             throw new NotSupportedException($"The flow ({Flow.Transform?.GetType().Name}) has no inverse, so log q cannot be evaluated at given points.");
         var column = FlowColumnChecks.CheckVectorColumn(input.Schema, inputColumnName, Dimension, nameof(inputColumnName));
-        return new FlowScoreDataView(this, input, column, outputColumnName);
+        return new BlockScoreDataView(new VectorLogQScorer(this, column), input, outputColumnName);
     }
 
     // ---- block computation -------------------------------------------------------------------------
@@ -315,6 +315,30 @@ public sealed class NormalizingFlowTransformer : ITransformer
         var (dtype, device) = Flow.Placement;
         var x = torch.tensor(points, new long[] { count, Dimension }).to(dtype).to(device);
         return ToArray(Flow.LogProb(x));
+    }
+
+    // log q of a known-size vector column, a block of rows per tensor pass.
+    private sealed class VectorLogQScorer(NormalizingFlowTransformer model, DataViewSchema.Column column) : IRowScorer
+    {
+        public IReadOnlyList<DataViewSchema.Column> SourceColumns { get; } = new[] { column };
+        public int BlockRows => model.BlockSize;
+        public RowScoreReader CreateReader(DataViewRow row) => new Reader(model, row.GetGetter<VBuffer<float>>(column));
+
+        private sealed class Reader(NormalizingFlowTransformer model, ValueGetter<VBuffer<float>> values) : RowScoreReader
+        {
+            private VBuffer<float> scratch;
+            private float[] points = Array.Empty<float>();
+
+            public override void Read(int slot)
+            {
+                int d = model.Dimension;
+                if (points.Length < (slot + 1) * d) Array.Resize(ref points, Math.Max((slot + 1) * d, points.Length * 2));
+                values(ref scratch);
+                scratch.CopyTo(points, slot * d);
+            }
+
+            public override float[] Score(int count) => model.LogProbOf(points.AsSpan(0, count * model.Dimension).ToArray(), count);
+        }
     }
 
     private static float[] ToArray(Tensor t) => t.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();

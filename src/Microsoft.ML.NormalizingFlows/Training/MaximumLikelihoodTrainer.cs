@@ -30,6 +30,35 @@ public static class MaximumLikelihoodTrainer
         if (!q.CanEvaluateLogProb)
             throw new NotSupportedException($"Density estimation needs log q at data points, but {q.Transform!.GetType().Name} has no inverse.");
         options.RequireBatchFits(q.Dimension);
+        string flowName = q.Transform?.GetType().Name ?? "This flow";
+        return Run(q, (dtype, device) => q.LogProb(nextBatch().to(dtype).to(device)), flowName, options, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// Conditional density estimation: fits q(x | c) by maximum likelihood on minibatches of (points [B, d],
+    /// contexts [B, c] or null without context) that a caller streams in. Same loop, skipping and reporting as
+    /// the unconditional <see cref="Fit(FlowDistribution, Func{Tensor}, TrainerOptions, IProgress{TrainingProgress}?, CancellationToken)"/>.
+    /// </summary>
+    public static FitResult Fit(ConditionalFlowDistribution q, Func<(Tensor Points, Tensor? Context)> nextBatch, TrainerOptions options,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(nextBatch);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        options.RequireBatchFits(q.Dimension + q.ContextDimension);
+        return Run(q, (dtype, device) =>
+        {
+            var (points, context) = nextBatch();
+            return q.LogProb(points.to(dtype).to(device), context?.to(dtype).to(device));
+        }, nameof(ConditionalFlowDistribution), options, progress, cancellationToken);
+    }
+
+    // The one training loop: minimizes −mean log q over the batches logProbOfNextBatch returns, skipping
+    // (and counting) steps whose loss or gradient is not finite.
+    private static FitResult Run(nn.Module q, Func<ScalarType, Device, Tensor> logProbOfNextBatch,
+        string flowName, TrainerOptions options, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
         using var threads = TorchThreadScope.Enter(options.Threads);
         var device = DeviceSelector.Resolve(options.Device);
         q.to(options.DType).to(device);
@@ -49,11 +78,10 @@ public static class MaximumLikelihoodTrainer
             using (var scope = torch.NewDisposeScope())
             {
                 optimizer.ZeroGrad();
-                var x = nextBatch().to(options.DType).to(device);
-                var loss = -q.LogProb(x).mean();
+                var loss = -logProbOfNextBatch(options.DType, device).mean();
                 if (!loss.requires_grad)
                     throw new NotSupportedException(
-                        $"{q.Transform?.GetType().Name ?? "This flow"} computes log q at data points without gradients (a numerical inverse), " +
+                        $"{flowName} computes log q at data points without gradients (a numerical inverse), " +
                         "so it cannot be fitted by maximum likelihood. Use a flow with an analytic inverse (radial, mean-field, full-rank, or a coupling/autoregressive preset).");
                 logLik = -loss.to(ScalarType.Float64).item<double>();
                 bool ok = double.IsFinite(logLik);

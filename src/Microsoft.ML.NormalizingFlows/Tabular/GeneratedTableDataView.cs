@@ -8,8 +8,8 @@ namespace Microsoft.ML.NormalizingFlows.Tabular;
 /// <summary>
 /// Synthetic rows, made lazily a block at a time (<see cref="TabularFlowTransformer.BlockRows"/>), so a cursor over
 /// ten million rows holds one block. Block b's draws come from a generator seeded from (model seed, b) and its
-/// contexts from <c>contextIndices(b, count)</c> (indices into <c>contextRows</c>), so a row's values depend only on
-/// the model and its index.
+/// contexts from <c>contextIndices(b, count)</c> (indices into <c>contextRows</c>), so the rows depend only on
+/// the model, its seed and the row count (the last block's size changes its draws).
 /// </summary>
 internal sealed class GeneratedTableDataView : IDataView
 {

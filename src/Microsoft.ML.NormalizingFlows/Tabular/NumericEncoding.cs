@@ -114,7 +114,7 @@ public sealed class NumericEncoding : ColumnEncoding
         if (IsInteger)
         {
             double lo = CoreEncode(x - 0.5).Lo, hi = CoreEncode(x + 0.5).Hi;
-            core = new EncodedValue(lo, hi, Math.Log(hi - lo));
+            core = new EncodedValue(lo, hi, LogMass(x - 0.5, x + 0.5, lo, hi));
         }
         else core = CoreEncode(x);
         if (MissingShare == 0) return core;
@@ -170,6 +170,23 @@ public sealed class NumericEncoding : ColumnEncoding
         }
         double slope = Slope(k), value = us[k] + (x - xs[k]) * slope;
         return new EncodedValue(value, value, Math.Log(slope));
+    }
+
+    // log(F̂(b) − F̂(a)) for an integer's interval: in the tails the difference of two u that both round to 0 or 1 is
+    // taken in logs, so a value far outside the data keeps a finite (very low) likelihood.
+    private double LogMass(double a, double b, double lo, double hi)
+    {
+        if (a > xs[^1] && tailHigh > 0)
+        {
+            double logTailA = Math.Log(1 - us[^1]) - (a - xs[^1]) / tailHigh;
+            return logTailA + Math.Log(-double.ExpM1(-(b - a) / tailHigh));
+        }
+        if (b < xs[0] && tailLow > 0)
+        {
+            double logUB = Math.Log(us[0]) + (b - xs[0]) / tailLow;
+            return logUB + Math.Log(-double.ExpM1(-(b - a) / tailLow));
+        }
+        return Math.Log(hi - lo);
     }
 
     private double Slope(int segment) =>

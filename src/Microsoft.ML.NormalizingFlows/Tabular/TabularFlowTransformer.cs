@@ -71,7 +71,7 @@ public sealed class TabularFlowTransformer : ITransformer
     /// <summary>
     /// <paramref name="rowCount"/> synthetic rows. A conditional model takes its context columns' values from
     /// <paramref name="context"/> (e.g. <c>{ ["cut"] = "Fair" }</c>: every row has them), or, when null, draws them
-    /// with the training rows' frequencies. Row i's values depend only on the model, <see cref="Seed"/> and i.
+    /// with the training rows' frequencies. The same model, <see cref="Seed"/> and row count give the same rows.
     /// </summary>
     public IDataView Generate(long rowCount, IReadOnlyDictionary<string, object>? context = null)
     {

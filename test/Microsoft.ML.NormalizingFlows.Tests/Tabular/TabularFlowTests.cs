@@ -135,6 +135,10 @@ public class TabularFlowTests : TempDirectoryTest
         var outlier = new Row { Group = "south", Size = 9, Weight = 1, Visits = 2, Grade = "low", Member = true };
         var outlierScore = model.Transform(ml.Data.LoadFromEnumerable(new[] { outlier })).GetColumn<float>(model.LogLikelihoodColumnName).Single();
         Assert.IsTrue(float.IsFinite(outlierScore) && outlierScore < scores.Min(), $"an outlier scores below every real row ({outlierScore} vs {scores.Min()})");
+        // Far outside the data (an integer count far beyond its range) the likelihood stays finite, just very low.
+        var extreme = new Row { Group = "south", Size = 0, Weight = 1, Visits = 400, Grade = "low", Member = true };
+        var extremeScore = model.Transform(ml.Data.LoadFromEnumerable(new[] { extreme })).GetColumn<float>(model.LogLikelihoodColumnName).Single();
+        Assert.IsTrue(float.IsFinite(extremeScore) && extremeScore < outlierScore, $"a count far beyond the data: {extremeScore}");
         // The prediction-engine path agrees with the block path.
         var engine = ml.Model.CreatePredictionEngine<Row, Scored>(model);
         Assert.AreEqual(scores[0], engine.Predict(real[0]).LogLikelihood, 1e-3);

@@ -188,4 +188,42 @@ public class TabularFlowTests : TempDirectoryTest
         Assert.AreEqual(0.0, TabularQuality.KolmogorovSmirnov(new[] { 1.0, 2, 3 }, new[] { 3.0, 2, 1 }));
         Assert.AreEqual(0.5, TabularQuality.TotalVariation(new[] { "a", "a" }, new[] { "a", "b" }), 1e-12);
     }
+
+    public sealed class KeyedRow { public string Level { get; set; } = ""; public float Size { get; set; } public int Count { get; set; } }
+
+    [TestMethod]
+    public void KeyColumnsAndKindOverridesRoundTrip()
+    {
+        var ml = new MLContext(seed: 2);
+        var random = new Random(3);
+        var rows = Enumerable.Range(0, 1500).Select(i =>
+        {
+            string level = new[] { "small", "medium", "large" }[random.Next(3)];
+            return new KeyedRow { Level = level, Size = (float)(Array.IndexOf(new[] { "small", "medium", "large" }, level) + random.NextDouble()), Count = random.Next(4) * 10 };
+        }).ToList();
+        var keyed = ml.Transforms.Conversion.MapValueToKey("Level").Fit(ml.Data.LoadFromEnumerable(rows)).Transform(ml.Data.LoadFromEnumerable(rows));
+        var model = ml.Transforms.TabularFlow(new TabularFlowEstimator.Options
+        {
+            ColumnOptions = { ["Count"] = new TabularColumnOptions { Kind = TabularColumnKind.Categorical } },
+            Flow = new ConditionalFlowSettings(Layers: 2, Hidden: 16, Blocks: 1),
+            Iterations = 150,
+            BatchSize = 128,
+            Seed = 1,
+            Threads = 1,
+        }).Fit(keyed);
+        Assert.AreEqual(TabularColumnKind.Categorical, model.Encodings.Single(e => e.Name == "Count").Kind, "the override wins over the integer type");
+        var generated = model.Generate(600);
+        var type = (KeyDataViewType)generated.Schema["Level"].Type;
+        Assert.AreEqual(3UL, type.Count);
+        VBuffer<ReadOnlyMemory<char>> names = default;
+        generated.Schema["Level"].GetKeyValues(ref names);
+        CollectionAssert.AreEquivalent(new[] { "small", "medium", "large" }, names.DenseValues().Select(n => n.ToString()).ToArray());
+        var keys = generated.GetColumn<uint>("Level").ToArray();
+        Assert.IsTrue(keys.All(k => k is >= 1 and <= 3), "valid keys");
+        var counts = generated.GetColumn<int>("Count").ToArray();
+        Assert.IsTrue(counts.All(c => c is 0 or 10 or 20 or 30), "a numeric column modelled as categorical returns only seen values");
+        // Keys come back with the level they encode: large rows have the largest sizes.
+        var back = ml.Data.CreateEnumerable<KeyedRow>(ml.Transforms.Conversion.MapKeyToValue("Level").Fit(generated).Transform(generated), false).ToList();
+        Assert.IsTrue(back.Where(r => r.Level == "large").Average(r => r.Size) > back.Where(r => r.Level == "small").Average(r => r.Size) + 0.5);
+    }
 }

@@ -88,8 +88,7 @@ public static class MaximumLikelihoodTrainer
                 if (ok)
                 {
                     loss.backward();
-                    var check = torch.stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.abs().sum()).ToArray()).sum();
-                    ok = check.isfinite().item<bool>();
+                    ok = VariationalTrainer.GradientsAreFinite(parameters);
                     if (ok) optimizer.Step(); else optimizer.ZeroGrad();
                 }
                 if (!ok) logLik = double.NaN;

@@ -169,6 +169,16 @@ public static class VariationalTrainer
         return parameters.All(p => p.isfinite().all().item<bool>());
     }
 
+    /// <summary>
+    /// True when every gradient entry is finite, in one native call: the global max-norm max |g| (libtorch's
+    /// clip_grad_norm_ with an infinite bound, which measures and never rescales) is finite iff every entry is, and
+    /// unlike a 2-norm it cannot overflow on large finite gradients. The per-parameter abs().sum() + stack it replaces
+    /// cost 2P + 3 tensor operations per step (P parameters: ~100 for realnvp K = 8). Finite gradients are left as they
+    /// are; non-finite ones may be overwritten with NaN, which is harmless because such a step is skipped and zeroed.
+    /// </summary>
+    internal static bool GradientsAreFinite(IEnumerable<Parameter> parameters) =>
+        double.IsFinite(nn.utils.clip_grad_norm_(parameters.Where(p => p.grad is not null), double.PositiveInfinity, double.PositiveInfinity));
+
     internal static FlowOptimizer CreateOptimizer(IEnumerable<Parameter> parameters, TrainerOptions options) =>
         FlowOptimizer.Create(parameters, options.Optimizer, options.LearningRate);
 
@@ -192,7 +202,7 @@ public static class VariationalTrainer
         // Clipping returns the global norm, which is finite iff every entry is; without clipping, one reduction does the same.
         bool finiteGradient = clipNorm is double maxNorm
             ? double.IsFinite(nn.utils.clip_grad_norm_(parameters.Where(p => p.grad is not null), maxNorm))
-            : torch.stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.abs().sum()).ToArray()).sum().isfinite().item<bool>();
+            : GradientsAreFinite(parameters);
         if (!finiteGradient)
         {
             optimizer.ZeroGrad();

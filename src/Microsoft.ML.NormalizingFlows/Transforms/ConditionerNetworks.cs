@@ -29,12 +29,17 @@ internal sealed class MaskedLinear : nn.Module<Tensor, Tensor>
         bias = new Parameter(zeroInit
             ? torch.zeros(outFeatures)
             : torch.rand(outFeatures, generator: generator).mul_(S(2 * bound)).sub_(S(bound)));
+        // The all-ones mask stays a buffer (saved flows keep their layout) but is never multiplied in: a dense layer
+        // (every coupling conditioner) then costs one operation, not two, forward and backward.
+        dense = mask is null;
         this.mask = mask ?? torch.ones(outFeatures, inFeatures);
         register_buffer("mask", this.mask);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor input) => nn.functional.linear(input, weight * mask, bias);
+    private readonly bool dense;
+
+    public override Tensor forward(Tensor input) => nn.functional.linear(input, dense ? weight : weight * mask, bias);
 }
 
 /// <summary>

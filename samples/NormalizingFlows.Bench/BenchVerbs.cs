@@ -37,6 +37,7 @@ internal static partial class BenchVerbs
         RegisterMrpScale();
         RegisterScan();
         RegisterSynthetic();
+        RegisterPeers();
     }
 
     static partial void RegisterSeed();
@@ -49,4 +50,5 @@ internal static partial class BenchVerbs
     static partial void RegisterMrpScale();
     static partial void RegisterScan();
     static partial void RegisterSynthetic();
+    static partial void RegisterPeers();
 }

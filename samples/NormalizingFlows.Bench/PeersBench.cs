@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Microsoft.ML.NormalizingFlows;
+using Microsoft.ML.NormalizingFlows.Targets;
+using Microsoft.ML.NormalizingFlows.Training;
+
+/// <summary>
+/// "peers": CPU time per reverse-KL training step of the six configurations issue 13 names (2-D ring: realnvp K = 8,
+/// nsf-coupling K = 6, iaf K = 6; 50-D dense Gaussian: realnvp K = 6, nsf-coupling K = 4, iaf K = 4; hidden 64,
+/// batch 256, 1 thread), best of 3 × 400 steps. With --peers it also runs shared/bench/peers/peers_step.py for zuko
+/// and normflows on the same configurations (their sources on PYTHONPATH, Debian's python3-torch; see that README),
+/// and prints our CPU time over the faster peer's. The peers run on torch 1.13, whose kernels are several times
+/// slower than libtorch 2.10's, so the ratio mixes kernel speed with operation count.
+/// </summary>
+internal static partial class BenchVerbs
+{
+    static partial void RegisterPeers() => Add("peers",
+        "CPU ms per training step of the six issue-13 configurations; --peers [SCRIPT] also times zuko and normflows ([--python PATH] [--iters N])",
+        PeersBench.Run);
+}
+
+internal static class PeersBench
+{
+    private static readonly (string Target, string PeerTarget, int Dimension, string Flow, string PeerFlow, int Layers)[] Rows =
+    {
+        ("ring", "ring", 2, "realnvp", "realnvp", 8), ("ring", "ring", 2, "nsf-coupling", "nsf", 6), ("ring", "ring", 2, "iaf", "iaf", 6),
+        ("correlated-gaussian", "gauss", 50, "realnvp", "realnvp", 6), ("correlated-gaussian", "gauss", 50, "nsf-coupling", "nsf", 4),
+        ("correlated-gaussian", "gauss", 50, "iaf", "iaf", 4),
+    };
+
+    public static int Run(string[] args)
+    {
+        string? script = null;
+        bool peers = false;
+        string python = "/usr/bin/python3";
+        int iterations = 400;
+        for (int i = 0; i < args.Length; i++)
+            switch (args[i])
+            {
+                case "--peers":
+                    peers = true;
+                    if (i + 1 < args.Length && args[i + 1].EndsWith(".py", StringComparison.Ordinal)) script = args[++i];
+                    break;
+                case "--python": python = args[++i]; break;
+                case "--iters": iterations = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                default: Console.Error.WriteLine($"error: unknown option '{args[i]}'"); return 2;
+            }
+        if (peers)
+        {
+            script ??= SharedFiles.FindUpward(Path.Combine("shared", "bench", "peers", "peers_step.py"));
+            if (script is null) { Console.Error.WriteLine("error: --peers: shared/bench/peers/peers_step.py not found; pass its path."); return 2; }
+        }
+        Console.WriteLine($"CPU ms per training step (batch 256, hidden 64, 1 thread; ours: best of 3 × {iterations} steps)");
+        Console.WriteLine($"{"configuration",-28}{"ours",9}{(peers ? $"{"zuko",9}{"normflows",11}{"ours/faster",13}" : "")}");
+        foreach (var row in Rows)
+        {
+            double ours = Ours(row.Target, row.Flow, row.Layers, iterations);
+            string line = $"{row.Dimension}-D {row.Flow} K = {row.Layers}";
+            if (!peers) { Console.WriteLine($"{line,-28}{ours,9:F2}"); continue; }
+            double? zuko = Peer(python, script!, "zuko", row.PeerFlow, row.Dimension, row.Layers, row.PeerTarget, iterations);
+            double? normflows = Peer(python, script!, "normflows", row.PeerFlow, row.Dimension, row.Layers, row.PeerTarget, iterations);
+            double faster = Math.Min(zuko ?? double.PositiveInfinity, normflows ?? double.PositiveInfinity);
+            Console.WriteLine($"{line,-28}{ours,9:F2}{Show(zuko),9}{Show(normflows),11}{(double.IsFinite(faster) ? (ours / faster).ToString("F2", CultureInfo.InvariantCulture) : "–"),13}");
+        }
+        return 0;
+    }
+
+    private static string Show(double? value) => value is double v ? v.ToString("F2", CultureInfo.InvariantCulture) : "failed";
+
+    private static double Ours(string targetName, string flow, int layers, int iterations)
+    {
+        var target = TargetGallery.Create(targetName);
+        double best = double.MaxValue;
+        for (int rep = 0; rep < 3; rep++)
+        {
+            var q = FlowFactory.Create(flow, target.Dimension, layers, seed: 1);
+            var process = Process.GetCurrentProcess();
+            var cpu = process.TotalProcessorTime;
+            VariationalTrainer.Fit(q, target, new TrainerOptions { Iterations = iterations, BatchSize = 256, LearningRate = 1e-3, Threads = 1, ReportEvery = iterations, Seed = 1 });
+            process.Refresh();
+            best = Math.Min(best, (process.TotalProcessorTime - cpu).TotalMilliseconds / iterations);
+        }
+        return best;
+    }
+
+    private static double? Peer(string python, string script, string library, string flow, int dimension, int layers, string target, int iterations)
+    {
+        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { script, "--lib", library, "--flow", flow, "--dim", dimension.ToString(CultureInfo.InvariantCulture),
+                     "--layers", layers.ToString(CultureInfo.InvariantCulture), "--target", target, "--iters", iterations.ToString(CultureInfo.InvariantCulture) })
+            start.ArgumentList.Add(a);
+        // One thread on their side too: OpenBLAS would otherwise add its own threads to the CPU time.
+        start.Environment["OPENBLAS_NUM_THREADS"] = "1";
+        start.Environment["OMP_NUM_THREADS"] = "1";
+        try
+        {
+            using var process = Process.Start(start)!;
+            var errors = process.StandardError.ReadToEndAsync();
+            string output = process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            var cpu = Regex.Match(output, @"cpu_ms_per_step=([0-9.]+)");
+            if (process.ExitCode == 0 && cpu.Success) return double.Parse(cpu.Groups[1].Value, CultureInfo.InvariantCulture);
+            Console.Error.WriteLine($"  {library} {flow} d={dimension} failed (exit {process.ExitCode}): {errors.Result.Trim().Split('\n').LastOrDefault()}");
+        }
+        catch (System.ComponentModel.Win32Exception e) { Console.Error.WriteLine($"  cannot start '{python}': {e.Message}"); }
+        return null;
+    }
+}

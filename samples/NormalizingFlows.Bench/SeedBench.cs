@@ -16,7 +16,8 @@ internal static partial class BenchVerbs
     static partial void RegisterSeed() => Add("seed",
         "Seed experiment vs the PyTorch anchor: time, ms/iteration, exact KL, memory. [ITERS=20000] [K=32] [BATCH=128] [THREADS=1] [SEED=0] " +
         "[--anchor [SCRIPT]] (runs shared/bench/seed_planar_ring.py first; found by searching upward) [--python PATH=/usr/bin/python3] " +
-        "[--seeds FIRST-LAST] (one fit per seed: exact KL of each, median, range, and how many reach ≤ 0.01)", RunSeed);
+        "[--seeds FIRST-LAST] (one fit per seed: exact KL of each, median, range, and how many reach ≤ 0.01) " +
+        "[--budget SECONDS | --anchor --anchor-fraction F] (with --seeds: time to quality, each seed trained for a wall-time budget)", RunSeed);
 
     private static int RunSeed(string[] args)
     {
@@ -25,8 +26,11 @@ internal static partial class BenchVerbs
         bool runAnchor = false;
         string python = "/usr/bin/python3";
         (long First, long Last)? seedRange = null;
+        double? budgetSeconds = null, anchorFraction = null;
         for (int i = 0; i < args.Length; i++)
         {
+            if (args[i] == "--budget") { budgetSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
+            if (args[i] == "--anchor-fraction") { anchorFraction = double.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
             if (args[i] == "--seeds")
             {
                 var parts = i + 1 < args.Length ? args[++i].Split('-') : Array.Empty<string>();
@@ -55,8 +59,23 @@ internal static partial class BenchVerbs
 
         if (seedRange is var (firstSeed, lastSeed))
         {
-            if (runAnchor) { Console.Error.WriteLine("error: --seeds and --anchor do not combine (the anchor script has a fixed seed)."); return 2; }
-            return RunSeedSweep(iterations, layers, batch, threads, firstSeed, lastSeed);
+            // Time to quality: with --anchor-fraction F each seed gets F × the anchor's wall time (the anchor runs first,
+            // same sitting); with --budget S, S seconds. Iterations are then only an upper bound.
+            if (runAnchor != anchorFraction.HasValue)
+            {
+                Console.Error.WriteLine("error: with --seeds, --anchor needs --anchor-fraction F (each seed's time budget is F × the anchor's time), and vice versa.");
+                return 2;
+            }
+            if (runAnchor)
+            {
+                anchorScript ??= SharedFiles.FindUpward(Path.Combine("shared", "bench", "seed_planar_ring.py"));
+                if (anchorScript is null) { Console.Error.WriteLine("error: --anchor: shared/bench/seed_planar_ring.py not found."); return 2; }
+                if (RunAnchor(python, anchorScript, iterations, layers, batch, threads) is not double anchorTime) return 1;
+                budgetSeconds = anchorFraction!.Value * anchorTime;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"budget per seed: {anchorFraction:G3} × {anchorTime:F1} s = {budgetSeconds:F1} s"));
+            }
+            return RunSeedSweep(budgetSeconds is null ? iterations : 2_000_000, layers, batch, threads, firstSeed, lastSeed,
+                budgetSeconds is double b ? TimeSpan.FromSeconds(b) : null);
         }
 
         double? anchorSeconds = null;
@@ -93,25 +112,25 @@ internal static partial class BenchVerbs
     /// Progress is reported every 1,000 iterations and at the last one.
     /// </summary>
     private static (FitResult Result, ElboEstimate Estimate) FitSeedExperiment(int iterations, int layers, int batch, int threads, long seed,
-        IProgress<TrainingProgress>? progress)
+        IProgress<TrainingProgress>? progress, TimeSpan? budget = null)
     {
         var target = TargetGallery.Create("ring");
         var q = FlowFactory.Create("planar", 2, layers, seed);
-        var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed };
+        var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed, TimeLimit = budget };
         var result = VariationalTrainer.Fit(q, target, options, progress);
         return (result, Evaluation.EstimateElbo(q, target, 100_000));
     }
 
     /// <summary>The seed experiment once per seed: how the final KL after a fixed number of steps spreads over random streams.</summary>
-    private static int RunSeedSweep(int iterations, int layers, int batch, int threads, long firstSeed, long lastSeed)
+    private static int RunSeedSweep(int iterations, int layers, int batch, int threads, long firstSeed, long lastSeed, TimeSpan? budget = null)
     {
         var kls = new List<double>();
         for (long seed = firstSeed; seed <= lastSeed; seed++)
         {
-            var (result, estimate) = FitSeedExperiment(iterations, layers, batch, threads, seed, progress: null);
+            var (result, estimate) = FitSeedExperiment(iterations, layers, batch, threads, seed, progress: null, budget);
             kls.Add(estimate.Kl!.Value); // the ring has an exact log Z
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"seed={seed} seconds={result.Elapsed.TotalSeconds:F2} kl={estimate.Kl:F4}±{estimate.StandardError:F4} (100,000 draws)"));
+                $"seed={seed} seconds={result.Elapsed.TotalSeconds:F2} steps={result.Iterations} kl={estimate.Kl:F4}±{estimate.StandardError:F4} (100,000 draws)"));
         }
         var sorted = kls.Order().ToArray();
         double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;

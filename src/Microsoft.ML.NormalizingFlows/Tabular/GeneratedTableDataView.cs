@@ -26,13 +26,14 @@ internal sealed class GeneratedTableDataView : IDataView
         this.count = count;
         this.contextIndices = contextIndices;
         var codec = model.Codec;
-        contextValues = contextRows.Select((c, j) => c.Numbers is not null
-            ? TypedColumns.FromNumbers(c.Type, c.Numbers) : TypedColumns.FromLevels(c.Type, c.Levels!, codec.KeyNamesOf(codec.Context[j]))).ToArray();
+        // Encoding the contexts first checks them: a value never seen in training is an ArgumentException naming it.
         if (contextRows.Length > 0)
         {
             var (dtype, device) = model.Flow.Placement;
             contextFeatures = codec.ContextTensor(contextRows, dtype, device)!.DetachFromDisposeScope();
         }
+        contextValues = contextRows.Select((c, j) => c.Numbers is not null
+            ? TypedColumns.FromNumbers(c.Type, c.Numbers) : TypedColumns.FromLevels(c.Type, c.Levels!, codec.KeyNamesOf(codec.Context[j]))).ToArray();
         Schema = model.GeneratedSchema;
         sourceOfColumn = Schema.Select(c =>
         {

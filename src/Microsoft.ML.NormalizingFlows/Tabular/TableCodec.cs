@@ -52,7 +52,7 @@ internal sealed class TableCodec
             switch (Modelled[j])
             {
                 case NumericEncoding numeric:
-                    var values = column.Numbers ?? column.AsLevels().Select(l => double.TryParse(l, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : double.NaN).ToArray();
+                    var values = column.Numbers!;   // numeric encodings only fit numeric columns, which are read as numbers
                     for (int i = 0; i < n; i++) Put(i * d + j, numeric.Encode(values[i]));
                     break;
                 case CategoryEncoding category:

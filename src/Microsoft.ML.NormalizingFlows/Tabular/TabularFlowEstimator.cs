@@ -93,8 +93,13 @@ public sealed class TabularFlowEstimator : IEstimator<TabularFlowTransformer>
         foreach (var name in options.ColumnOptions.Keys)
             if (!modelled.Contains(name) && !context.Contains(name))
                 throw new ArgumentException($"ColumnOptions names column '{name}', which is neither modelled nor context.", nameof(Options.ColumnOptions));
-        var modelledColumns = TableColumn.Read(input, modelled, nameof(input));
-        var contextColumns = TableColumn.Read(input, context, nameof(Options.ContextColumns));
+        var missingContext = context.FirstOrDefault(c => input.Schema.GetColumnOrNull(c) is null);
+        if (missingContext is not null)
+            throw new ArgumentException($"The data have no column '{missingContext}'. Columns: {string.Join(", ", input.Schema.Select(c => c.Name))}.", nameof(Options.ContextColumns));
+        // One pass over the data for the modelled and the context columns.
+        var columns = TableColumn.Read(input, modelled.Concat(context).ToArray(), nameof(input));
+        var modelledColumns = columns[..modelled.Length];
+        var contextColumns = columns[modelled.Length..];
         int rows = modelledColumns[0].Count;
         if (rows < 2) throw new ArgumentException($"The data have {rows} row(s); a table flow needs at least 2.", nameof(input));
         int seed = options.Seed ?? (int)(env.Register(nameof(TabularFlowEstimator)).Rand.NextInt64() & int.MaxValue);

@@ -79,9 +79,8 @@ public sealed class TabularFlowTransformer : ITransformer
         if (context is null) return new GeneratedTableDataView(this, rowCount, contexts.Columns, (block, count) => contexts.Count == 0 ? null : contexts.Draw(count, new Random((int)(NormalizingFlowTransformer.BlockSeed(Seed, 1, (ulong)block) & int.MaxValue))));
         if (codec.Context.Count == 0 && context.Count > 0)
             throw new ArgumentException($"This model has no context columns, but a context was given ({string.Join(", ", context.Keys)}).", nameof(context));
-        var fixedRow = ContextRow(context);
-        codec.ContextTensor(fixedRow, ScalarType.Float32, CPU)?.Dispose();   // throws for a value never seen in training
-        return new GeneratedTableDataView(this, rowCount, fixedRow, (_, count) => new int[count]);
+        // The view encodes the context row up front, which throws for a value never seen in training.
+        return new GeneratedTableDataView(this, rowCount, ContextRow(context), (_, count) => new int[count]);
     }
 
     /// <summary>One synthetic row per row of <paramref name="contexts"/>, given its values of the context columns (which the output repeats).</summary>
@@ -91,7 +90,6 @@ public sealed class TabularFlowTransformer : ITransformer
         if (codec.Context.Count == 0) throw new InvalidOperationException("This model has no context columns; use Generate(rowCount).");
         var columns = TableColumn.Read(contexts, codec.Context.Select(c => c.Name).ToArray(), nameof(contexts));
         CheckTypes(columns, codec.Context, nameof(contexts));
-        codec.ContextTensor(columns, ScalarType.Float32, CPU)?.Dispose();
         return new GeneratedTableDataView(this, columns.Length == 0 ? 0 : columns[0].Count, columns,
             (block, count) => Enumerable.Range(checked((int)(block * BlockRows)), count).ToArray());
     }

@@ -164,12 +164,12 @@ public static class TabularQuality
         return (score(train(realTraining), holdout), score(train(synthetic), holdout));
     }
 
-    /// <summary>Reads one column of a table: numeric columns as numbers (NaN = missing), the others as level names.</summary>
-    public static (double[]? Numbers, string[]? Levels) ReadColumn(IDataView data, string name)
+    /// <summary>Reads columns of a table in one pass: numeric columns as numbers (NaN = missing), the others as level names.</summary>
+    public static IReadOnlyList<(double[]? Numbers, string[]? Levels)> ReadColumns(IDataView data, IReadOnlyList<string> names)
     {
         ArgumentNullException.ThrowIfNull(data);
-        var column = TableColumn.Read(data, new[] { name }, nameof(name))[0];
-        return (column.Numbers, column.Levels);
+        ArgumentNullException.ThrowIfNull(names);
+        return TableColumn.Read(data, names, nameof(names)).Select(c => (c.Numbers, c.Levels)).ToArray();
     }
 
     /// <summary>Two-sample Kolmogorov–Smirnov distance sup |F_a − F_b|.</summary>

@@ -13,6 +13,7 @@ internal sealed class MaskedLinear : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
     private readonly Parameter bias;
     private readonly Tensor mask;
+    private readonly bool dense;   // the mask is all ones: not multiplied in
 
     /// <param name="inFeatures">Inputs.</param>
     /// <param name="outFeatures">Outputs.</param>
@@ -36,8 +37,6 @@ internal sealed class MaskedLinear : nn.Module<Tensor, Tensor>
         register_buffer("mask", this.mask);
         RegisterComponents();
     }
-
-    private readonly bool dense;
 
     public override Tensor forward(Tensor input) => nn.functional.linear(input, dense ? weight : weight * mask, bias);
 }

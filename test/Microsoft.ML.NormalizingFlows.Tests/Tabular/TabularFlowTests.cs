@@ -225,5 +225,19 @@ public class TabularFlowTests : TempDirectoryTest
         // Keys come back with the level they encode: large rows have the largest sizes.
         var back = ml.Data.CreateEnumerable<KeyedRow>(ml.Transforms.Conversion.MapKeyToValue("Level").Fit(generated).Transform(generated), false).ToList();
         Assert.IsTrue(back.Where(r => r.Level == "large").Average(r => r.Size) > back.Where(r => r.Level == "small").Average(r => r.Size) + 0.5);
+        // A key column as the context: rows given a key value, and a value the keys never had named in the error.
+        var conditional = ml.Transforms.TabularFlow(new TabularFlowEstimator.Options
+        {
+            ContextColumns = new[] { "Level" },
+            Flow = new ConditionalFlowSettings(Layers: 2, Hidden: 16, Blocks: 1),
+            Iterations = 50,
+            BatchSize = 128,
+            Seed = 1,
+            Threads = 1,
+        }).Fit(keyed);
+        var large = conditional.Generate(20, new Dictionary<string, object> { ["Level"] = "large" });
+        Assert.IsTrue(large.GetColumn<uint>("Level").All(k => names.DenseValues().ElementAt((int)k - 1).ToString() == "large"));
+        var unseen = Assert.ThrowsExactly<ArgumentException>(() => conditional.Generate(5, new Dictionary<string, object> { ["Level"] = "huge" }));
+        StringAssert.Contains(unseen.Message, "'huge'");
     }
 }

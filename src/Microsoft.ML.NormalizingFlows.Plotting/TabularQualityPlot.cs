@@ -21,11 +21,13 @@ public static class TabularQualityPlot
         var multiplot = new Multiplot();
         multiplot.AddPlots(panelRows * panelColumns);
         multiplot.Layout = new ScottPlot.MultiplotLayouts.Grid(panelRows, panelColumns);
+        var realColumns = TabularQuality.ReadColumns(real, columns);
+        var syntheticColumns = TabularQuality.ReadColumns(synthetic, columns);
         for (int k = 0; k < columns.Count; k++)
         {
             var plot = multiplot.GetPlot(k);
-            var (realNumbers, realLevels) = TabularQuality.ReadColumn(real, columns[k]);
-            var (synthNumbers, synthLevels) = TabularQuality.ReadColumn(synthetic, columns[k]);
+            var (realNumbers, realLevels) = realColumns[k];
+            var (synthNumbers, synthLevels) = syntheticColumns[k];
             if (realNumbers is not null && synthNumbers is not null) Histograms(plot, columns[k], realNumbers, synthNumbers);
             else Shares(plot, columns[k], realLevels!, synthLevels!);
         }

@@ -86,24 +86,14 @@ internal static class PeersBench
 
     private static double? Peer(string python, string script, string library, string flow, int dimension, int layers, string target, int iterations)
     {
-        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { script, "--lib", library, "--flow", flow, "--dim", dimension.ToString(CultureInfo.InvariantCulture),
-                     "--layers", layers.ToString(CultureInfo.InvariantCulture), "--target", target, "--iters", iterations.ToString(CultureInfo.InvariantCulture) })
-            start.ArgumentList.Add(a);
         // One thread on their side too: OpenBLAS would otherwise add its own threads to the CPU time.
-        start.Environment["OPENBLAS_NUM_THREADS"] = "1";
-        start.Environment["OMP_NUM_THREADS"] = "1";
-        try
-        {
-            using var process = Process.Start(start)!;
-            var errors = process.StandardError.ReadToEndAsync();
-            string output = process.StandardOutput.ReadToEnd();
-            process.WaitForExit();
-            var cpu = Regex.Match(output, @"cpu_ms_per_step=([0-9.]+)");
-            if (process.ExitCode == 0 && cpu.Success) return double.Parse(cpu.Groups[1].Value, CultureInfo.InvariantCulture);
-            Console.Error.WriteLine($"  {library} {flow} d={dimension} failed (exit {process.ExitCode}): {errors.Result.Trim().Split('\n').LastOrDefault()}");
-        }
-        catch (System.ComponentModel.Win32Exception e) { Console.Error.WriteLine($"  cannot start '{python}': {e.Message}"); }
+        var run = PythonProcess.Run(python, new[] { script, "--lib", library, "--flow", flow, "--dim", dimension.ToString(CultureInfo.InvariantCulture),
+                "--layers", layers.ToString(CultureInfo.InvariantCulture), "--target", target, "--iters", iterations.ToString(CultureInfo.InvariantCulture) },
+            new Dictionary<string, string> { ["OPENBLAS_NUM_THREADS"] = "1", ["OMP_NUM_THREADS"] = "1" });
+        if (run is not var (exitCode, output, errors)) return null;
+        var cpu = Regex.Match(output, @"cpu_ms_per_step=([0-9.]+)");
+        if (exitCode == 0 && cpu.Success) return double.Parse(cpu.Groups[1].Value, CultureInfo.InvariantCulture);
+        Console.Error.WriteLine($"  {library} {flow} d={dimension} failed (exit {exitCode}): {errors.Trim().Split('\n').LastOrDefault()}");
         return null;
     }
 }

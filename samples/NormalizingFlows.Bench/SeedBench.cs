@@ -142,23 +142,13 @@ internal static partial class BenchVerbs
     /// <summary>Runs the PyTorch anchor, echoes its line with the exact KL added, and returns its training seconds.</summary>
     private static double? RunAnchor(string python, string script, int iterations, int layers, int batch, int threads)
     {
-        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new object[] { script, iterations, layers, batch, threads }) start.ArgumentList.Add(Convert.ToString(a, CultureInfo.InvariantCulture)!);
-        Process process;
-        try { process = Process.Start(start)!; }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            Console.Error.WriteLine($"error: cannot start '{python}' ({e.Message}); install Debian's python3-torch or pass --python.");
-            return null;
-        }
-        var errorText = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
+        var run = PythonProcess.Run(python, new object[] { script, iterations, layers, batch, threads }.Select(a => Convert.ToString(a, CultureInfo.InvariantCulture)!));
+        if (run is not var (exitCode, output, errors)) return null;
         var seconds = Regex.Match(output, @"seconds=([0-9.]+)");
         var negElbo = Regex.Match(output, @"neg_elbo=(-?[0-9.]+)");
-        if (process.ExitCode != 0 || !seconds.Success || !negElbo.Success)
+        if (exitCode != 0 || !seconds.Success || !negElbo.Success)
         {
-            Console.Error.WriteLine($"error: the anchor failed (exit {process.ExitCode}): {output.Trim()} {errorText.Result.Trim()}");
+            Console.Error.WriteLine($"error: the anchor failed (exit {exitCode}): {output.Trim()} {errors.Trim()}");
             return null;
         }
         // The script prints E_q[log q − log p̃] on 20,000 draws; KL adds the ring's log Z.

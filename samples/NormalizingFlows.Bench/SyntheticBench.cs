@@ -69,7 +69,8 @@ internal static class SyntheticBench
         var split = ml.Data.TrainTestSplit(all, testFraction: 0.2, seed: 12);
         var train = ml.Data.Cache(split.TrainSet);
         var holdout = ml.Data.Cache(split.TestSet);
-        Console.WriteLine($"diamonds: {ml.Data.CreateEnumerable<DiamondRow>(train, false).Count()} training rows, {ml.Data.CreateEnumerable<DiamondRow>(holdout, false).Count()} hold-out rows; {Environment.ProcessorCount} cores");
+        var trainRows = ml.Data.CreateEnumerable<DiamondRow>(train, false).ToList();
+        Console.WriteLine($"diamonds: {trainRows.Count} training rows, {holdout.GetRowCount() ?? ml.Data.CreateEnumerable<DiamondRow>(holdout, false).LongCount()} hold-out rows; {Environment.ProcessorCount} cores");
 
         // The flow, conditioned on cut.
         var options = new TabularFlowEstimator.Options
@@ -91,14 +92,15 @@ internal static class SyntheticBench
         clock.Restart();
         var flowRows = ml.Data.CreateEnumerable<DiamondRow>(model.Generate(rows), false).ToList();
         double generateSeconds = clock.Elapsed.TotalSeconds;
-        var copulaRows = GaussianCopula.Sample(ml.Data.CreateEnumerable<DiamondRow>(train, false).ToList(), rows, seed: 5);
+        var copulaRows = GaussianCopula.Sample(trainRows, rows, seed: 5);
         var flowView = ml.Data.LoadFromEnumerable(flowRows);
         var copulaView = ml.Data.LoadFromEnumerable(copulaRows);
 
         Console.WriteLine("\n== Fidelity on the hold-out (and DCR against the training rows)");
         var flowReport = TabularQuality.Compare(holdout, flowView, Columns, train, seed: 1, levelOrders: LevelOrders);
         var copulaReport = TabularQuality.Compare(holdout, copulaView, Columns, train, seed: 1, levelOrders: LevelOrders);
-        var resampled = ml.Data.LoadFromEnumerable(ml.Data.CreateEnumerable<DiamondRow>(train, false).OrderBy(_ => Guid.NewGuid()).Take(rows).ToList());
+        var shuffle = new Random(9);   // seeded, so the noise-floor rows are the same in every run
+        var resampled = ml.Data.LoadFromEnumerable(trainRows.OrderBy(_ => shuffle.Next()).Take(rows).ToList());
 
         Console.WriteLine("\n== Utility: FastTree on synthetic rows, tested on the real hold-out");
         AddUtility(ml, train, holdout, flowView, flowReport, copulaView, copulaReport);

@@ -35,31 +35,37 @@ public static class HiddenMarkovModel
         if (logEmission.dim() < 2 || logEmission.shape[^1] != states || logEmission.shape[^2] == 0)
             throw new ArgumentException($"logEmission must be [..., T ≥ 1, {states}]; got [{string.Join(", ", logEmission.shape)}].", nameof(logEmission));
         long steps = logEmission.shape[^2];
-        var first = logInitial.Plus(logEmission.select(-2, 0)); // α_1, [..., S]
+        var firstAndRest = logEmission.split(new long[] { 1, steps - 1 }, -2);
+        var first = logInitial.Plus(firstAndRest[0].squeeze(-2)); // α_1, [..., S]
         var firstShift = first.amax(new long[] { -1 }, keepdim: true).detach();
         var start = (first - firstShift).exp().unsqueeze(-2); // [..., 1, S]
         if (steps == 1) return start.sum(new long[] { -2, -1 }).log().Plus(firstShift.squeeze(-1));
 
         // M_t(i, j) = log A(i, j) + log e_t(j) for t = 2 … T: [..., T − 1, S, S], scaled to a largest entry of 1.
-        var chain = logTransition.unsqueeze(-3).Plus(logEmission.narrow(-2, 1, steps - 1).unsqueeze(-2));
+        var chain = logTransition.unsqueeze(-3).Plus(firstAndRest[1].unsqueeze(-2));
         var shift = chain.amax(new long[] { -2, -1 }, keepdim: true).detach();
         var product = (chain - shift).exp();
-        var logScale = shift.squeeze(-1).squeeze(-1); // [..., T − 1]
+        var logScales = new List<Tensor> { shift.sum(new long[] { -3, -2, -1 }) };
         while (product.shape[^3] > 1)
         {
             long count = product.shape[^3], pairs = count / 2;
-            int timeDim = (int)product.dim() - 3; // TorchSharp's unflatten wants a non-negative dim
-            var paired = product.narrow(-3, 0, 2 * pairs).unflatten(timeDim, new long[] { pairs, 2 });
-            var scalePairs = logScale.narrow(-1, 0, 2 * pairs).unflatten(timeDim, new long[] { pairs, 2 });
-            var next = paired.select(-3, 0).matmul(paired.select(-3, 1));
+            Tensor? last = null;
+            if (count % 2 == 1)
+            {
+                var split = product.split(new long[] { count - 1, 1 }, -3);
+                (product, last) = (split[0], split[1]);
+            }
+            // unbind (not select/narrow): autograd joins the two halves' gradients with one stack.
+            var paired = product.unflatten(product.dim() - 3, new long[] { pairs, 2 }).unbind(-3);
+            var next = paired[0].matmul(paired[1]);
             // Rescale to a largest entry of 1 (kept ≥ 1e-300 so that a matrix that underflowed whole stays 0, not NaN).
             var rescale = next.amax(new long[] { -2, -1 }, keepdim: true).clamp_min(S(1e-300)).detach();
+            logScales.Add(rescale.log().sum(new long[] { -3, -2, -1 }));
             next = next / rescale;
-            var nextScale = scalePairs.sum(-1).Plus(rescale.squeeze(-1).squeeze(-1).log());
-            product = count % 2 == 0 ? next : torch.cat(new[] { next, product.narrow(-3, count - 1, 1) }, -3);
-            logScale = count % 2 == 0 ? nextScale : torch.cat(new[] { nextScale, logScale.narrow(-1, count - 1, 1) }, -1);
+            product = last is null ? next : torch.cat(new[] { next, last }, -3);
         }
-        var total = start.matmul(product.select(-3, 0)).sum(new long[] { -2, -1 }); // π̃ᵀ P 1
-        return total.log().Plus(firstShift.squeeze(-1)).Plus(logScale.squeeze(-1));
+        var logScale = torch.stack(logScales, -1).sum(-1);
+        var total = start.matmul(product.squeeze(-3)).sum(new long[] { -2, -1 }); // π̃ᵀ P 1
+        return total.log().Plus(firstShift.squeeze(-1)).Plus(logScale);
     }
 }

@@ -52,6 +52,33 @@ public sealed class ParallelScanTests
     }
 
     [TestMethod]
+    [DataRow(1L)]
+    [DataRow(5L)]
+    [DataRow(32L)]
+    [DataRow(33L)]
+    [DataRow(1_000L)]
+    [DataRow(2_100L)]
+    public void AConstantCoefficientTakesTheChunkedPathAndStillEqualsTheLoop(long steps)
+    {
+        // One coefficient per series ([4, 1]), including a zero and a negative one, which powers by division would break;
+        // 2,100 steps need two levels of chunks (66 chunks of 32, then 3).
+        var a = torch.tensor(new[] { 0.97, -0.6, 0.0, 0.3 }, ScalarType.Float64).unsqueeze(1).requires_grad_();
+        var b = Random(6, 4, steps).requires_grad_();
+        var x0 = Random(7, 4).requires_grad_();
+        var w = Random(8, 4, steps);
+        var scanned = LinearRecurrence.Scan(a, b, x0);
+        var looped = SequentialRecurrence(a.expand(4, steps), b, x0);
+        AssertClose(looped, scanned, 1e-10, "x_t");
+        var gradScan = torch.autograd.grad(new[] { (scanned * w).sum() }, new[] { a, b, x0 });
+        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, new[] { a, b, x0 });
+        for (int i = 0; i < 3; i++) AssertClose(gradLoop[i], gradScan[i], 1e-10, $"gradient {i}");
+        // Without x_0, and with a shared across a batch of draws by broadcasting ([1] against [2, 4, T]).
+        var shared = torch.tensor(new[] { 0.8 }, ScalarType.Float64);
+        var batch = Random(9, 2, 4, steps);
+        AssertClose(SequentialRecurrence(shared.expand(2, 4, steps), batch, null), LinearRecurrence.Scan(shared, batch), 1e-10, "shared a, x_0 = 0");
+    }
+
+    [TestMethod]
     public void TheLinearRecurrenceBroadcastsACoefficientPerSeriesAndStartsAtZeroByDefault()
     {
         var a = torch.tensor(new[] { 0.5, -0.25 }, ScalarType.Float64).unsqueeze(1); // one coefficient per series, [2, 1]

@@ -128,7 +128,7 @@ internal static partial class BenchVerbs
             var (z, logQ) = q.Sample(batchSize, generator);
             var logP = target.Evaluate(z);
             var loss = -(beta * logP - logQ).mean();
-            return new ObjectiveTerms(loss, logP, logQ, (logP - logQ).mean().to(TorchSharp.torch.ScalarType.Float64).item<double>());
+            return new ObjectiveTerms(loss, logP, logQ, (logP - logQ).mean().detach());
         }
     }
 

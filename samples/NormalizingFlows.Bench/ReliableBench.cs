@@ -56,8 +56,8 @@ internal static partial class BenchVerbs
         VariationalTrainer.Fit(byIw, gaussian, options);
         using (torch.no_grad())
         {
-            double elbo = new ImportanceWeightedElboObjective(1).Compute(byElbo, gaussian, 200_000, new Generator(5)).Elbo;
-            double iw = new ImportanceWeightedElboObjective(10).Compute(byElbo, gaussian, 20_000, new Generator(6)).Elbo;
+            double elbo = new ImportanceWeightedElboObjective(1).Compute(byElbo, gaussian, 200_000, new Generator(5)).Elbo.ToDouble();
+            double iw = new ImportanceWeightedElboObjective(10).Compute(byElbo, gaussian, 20_000, new Generator(6)).Elbo.ToDouble();
             Console.WriteLine($"gaussian rho=0.9, at the ELBO-trained q: log Z = {gaussian.LogNormalizer:F4}, ELBO = {elbo:F4}, IW-ELBO(10) = {iw:F4}");
         }
         Console.WriteLine($"forward KL(p||q): ELBO-trained = {ForwardKl(byElbo, rho):F4}, IW-ELBO(10)-trained = {ForwardKl(byIw, rho):F4}");

@@ -22,7 +22,7 @@ public sealed class ScalarLifetimeTests
     private static readonly Assembly TorchSharpAssembly = typeof(Scalar).Assembly;
 
     /// <summary>Methods called by <paramref name="method"/>'s IL (call, callvirt, newobj).</summary>
-    private static IEnumerable<MethodBase> Callees(MethodBase method)
+    internal static IEnumerable<MethodBase> Callees(MethodBase method)
     {
         byte[]? il;
         try { il = method.GetMethodBody()?.GetILAsByteArray(); }

@@ -34,6 +34,12 @@ public sealed partial class FitResult
     /// <summary>Draws to which the objective gave weight 0 because log p̃ or log q was not finite, over the whole fit.</summary>
     public long NonFiniteSamples { get; internal set; }
 
+    /// <summary>
+    /// How many times the training loop read values back from the device (one transfer each): once per report
+    /// interval or smoothing window and once at the end, never per step; what a GPU fit waits for.
+    /// </summary>
+    public int HostReads { get; internal set; }
+
     /// <summary>The learning rate of the last step.</summary>
     public double FinalLearningRate { get; internal set; }
 }

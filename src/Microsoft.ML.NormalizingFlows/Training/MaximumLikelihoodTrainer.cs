@@ -55,7 +55,9 @@ public static class MaximumLikelihoodTrainer
     }
 
     // The one training loop: minimizes −mean log q over the batches logProbOfNextBatch returns, skipping
-    // (and counting) steps whose loss or gradient is not finite.
+    // (and counting) steps whose loss or gradient is not finite. Nothing is read back to the host per step; the
+    // step values are read every ReportEvery steps (non-finite steps in between are masked on the device, so a
+    // divergence found there has cost time but not the parameters).
     private static FitResult Run(nn.Module q, Func<ScalarType, Device, Tensor> logProbOfNextBatch,
         string flowName, TrainerOptions options, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
@@ -69,12 +71,42 @@ public static class MaximumLikelihoodTrainer
 
         var trace = new double[options.Iterations];
         var clock = Stopwatch.StartNew();
-        int skipped = 0, consecutiveBad = 0, completed = 0, windowCount = 0;
+        int skipped = 0, consecutiveBad = 0, completed = 0, processed = 0, windowCount = 0;
         double windowSum = 0, learningRate = options.LearningRate;
+        using var log = new DeferredStepLog();
+
+        // Host-side bookkeeping of the steps read back from the device (rows: log-likelihood, max |gradient|).
+        void Process(double[][] rows)
+        {
+            int rejected = 0;
+            foreach (var row in rows)
+            {
+                int it = ++processed;
+                double logLik = double.IsFinite(row[0]) && double.IsFinite(row[1]) ? row[0] : double.NaN;
+                trace[it - 1] = logLik;
+                if (double.IsFinite(logLik)) { consecutiveBad = 0; windowSum += logLik; windowCount++; }
+                else
+                {
+                    skipped++;
+                    rejected++;
+                    if (++consecutiveBad >= options.MaxConsecutiveNonFiniteSteps)
+                        throw new TrainingDivergedException(
+                            $"Density estimation stopped at iteration {it}: {consecutiveBad} consecutive steps produced a non-finite log-likelihood or gradient. " +
+                            $"Lower the learning rate (now {learningRate:g3}) or use Float64 precision.", it, "log q (flow)");
+                }
+                if (progress is not null && (it % options.ReportEvery == 0 || it == options.Iterations))
+                {
+                    progress.Report(new TrainingProgress(it, options.Iterations, windowCount > 0 ? windowSum / windowCount : double.NaN, learningRate, clock.Elapsed, skipped));
+                    windowSum = 0;
+                    windowCount = 0;
+                }
+            }
+            optimizer.Uncount(rejected);
+        }
+
         for (int it = 1; it <= options.Iterations; it++)
         {
             if (cancellationToken.IsCancellationRequested) break;
-            double logLik;
             using (var scope = torch.NewDisposeScope())
             {
                 optimizer.ZeroGrad();
@@ -83,33 +115,20 @@ public static class MaximumLikelihoodTrainer
                     throw new NotSupportedException(
                         $"{flowName} computes log q at data points without gradients (a numerical inverse), " +
                         "so it cannot be fitted by maximum likelihood. Use a flow with an analytic inverse (radial, mean-field, full-rank, or a coupling/autoregressive preset).");
-                logLik = -loss.to(ScalarType.Float64).item<double>();
-                bool ok = double.IsFinite(logLik);
-                if (ok)
-                {
-                    loss.backward();
-                    ok = VariationalTrainer.GradientsAreFinite(parameters);
-                    if (ok) optimizer.Step(); else optimizer.ZeroGrad();
-                }
-                if (!ok) logLik = double.NaN;
+                loss.backward();
+                // Decided on the device, read at report intervals (see VariationalTrainer.Step).
+                var largest = optimizer.Gradients.abs().max();
+                var logLikelihood = loss.detach().neg().to(largest.dtype);
+                optimizer.Step(logLikelihood.isfinite().logical_and(largest.isfinite()));
+                log.Add(torch.stack(new[] { logLikelihood, largest }));
             }
-            trace[it - 1] = logLik;
             completed = it;
-            if (double.IsFinite(logLik)) { consecutiveBad = 0; windowSum += logLik; windowCount++; }
-            else if (++skipped > 0 && ++consecutiveBad >= options.MaxConsecutiveNonFiniteSteps)
-                throw new TrainingDivergedException(
-                    $"Density estimation stopped at iteration {it}: {consecutiveBad} consecutive steps produced a non-finite log-likelihood or gradient. " +
-                    $"Lower the learning rate (now {learningRate:g3}) or use Float64 precision.", it, "log q (flow)");
             if (options.LearningRateDecay < 1) optimizer.LearningRate = learningRate *= options.LearningRateDecay;
-            if (progress is not null && (it % options.ReportEvery == 0 || it == options.Iterations))
-            {
-                progress.Report(new TrainingProgress(it, options.Iterations, windowCount > 0 ? windowSum / windowCount : double.NaN, learningRate, clock.Elapsed, skipped));
-                windowSum = 0;
-                windowCount = 0;
-            }
+            if (it % options.ReportEvery == 0 || it == options.Iterations) Process(log.Read());
         }
+        if (log.Pending > 0) Process(log.Read());
         clock.Stop();
         q.eval();
-        return new FitResult(trace[..completed], skipped, clock.Elapsed, completed, completed < options.Iterations);
+        return new FitResult(trace[..completed], skipped, clock.Elapsed, completed, completed < options.Iterations) { HostReads = log.Reads };
     }
 }

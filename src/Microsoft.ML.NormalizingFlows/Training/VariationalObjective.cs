@@ -4,12 +4,15 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.NormalizingFlows.Training;
 
-/// <summary>One stochastic evaluation of an objective: the loss to minimize and its per-sample parts.</summary>
-public readonly record struct ObjectiveTerms(Tensor Loss, Tensor LogP, Tensor LogQ, double Elbo)
+/// <summary>
+/// One stochastic evaluation of an objective: the loss to minimize, its per-sample parts, and the objective's value
+/// (a scalar tensor, left on the device: the trainer reads it back only at its report intervals).
+/// </summary>
+public readonly record struct ObjectiveTerms(Tensor Loss, Tensor LogP, Tensor LogQ, Tensor Elbo)
 {
     /// <summary>Draws of this step whose log p̃ or log q was not finite and that the objective gave weight 0
-    /// (see <see cref="ImportanceWeightedElboObjective"/>); 0 for objectives that do not drop draws.</summary>
-    public int NonFiniteSamples { get; init; }
+    /// (see <see cref="ImportanceWeightedElboObjective"/>), as a scalar tensor; null for objectives that do not drop draws.</summary>
+    public Tensor? NonFiniteSamples { get; init; }
 }
 
 /// <summary>
@@ -29,6 +32,6 @@ public sealed class ElboObjective : VariationalObjective
         var (z, logQ) = q.Sample(batchSize, generator);
         var logP = target.Evaluate(z);
         var elbo = (logP - logQ).mean();
-        return new ObjectiveTerms(-elbo, logP, logQ, elbo.ToDouble());
+        return new ObjectiveTerms(-elbo, logP, logQ, elbo.detach());
     }
 }

@@ -51,26 +51,25 @@ public static class VariationalTrainer
 
         var trace = new double[options.Iterations];
         var clock = Stopwatch.StartNew();
-        int skipped = 0, consecutiveBad = 0, completed = 0;
+        int skipped = 0, consecutiveBad = 0, completed = 0, processed = 0;
         long nonFiniteSamples = 0;
         double windowSum = 0;
         int windowCount = 0;
         double learningRate = options.LearningRate;
         var status = FitStatus.Completed;
         string? divergence = null, divergedTerm = null;
-        try
+        using var log = new DeferredStepLog();
+
+        // Host-side bookkeeping of the steps read back from the device, in order; true when training must stop.
+        bool Process(double[][] rows)
         {
-            for (int it = 1; it <= options.Iterations; it++)
+            int rejected = 0;
+            foreach (var row in rows)
             {
-                if (cancellationToken.IsCancellationRequested) { status = FitStatus.Cancelled; break; }
-                if (options.TimeLimit is TimeSpan limit && clock.Elapsed >= limit) { status = FitStatus.TimeLimitReached; break; }
-                learningRate = LearningRateAt(it, options, schedule, clock.Elapsed);
-                optimizer.LearningRate = learningRate;
-                var (elbo, badTerm, dropped) = Step(q, target, objective, optimizer, parameters, options.BatchSize, generator, options.GradientClipNorm,
-                    requireTargetGradient: it == 1);
+                int it = ++processed;
+                var (elbo, badTerm) = StepOutcome(row);
                 trace[it - 1] = elbo;
-                completed = it;
-                nonFiniteSamples += dropped;
+                if (row.Length > 4) nonFiniteSamples += (long)row[4];
                 if (badTerm is null)
                 {
                     consecutiveBad = 0;
@@ -80,7 +79,8 @@ public static class VariationalTrainer
                 else
                 {
                     skipped++;
-                    if (++consecutiveBad >= options.MaxConsecutiveNonFiniteSteps)
+                    rejected++;
+                    if (++consecutiveBad >= options.MaxConsecutiveNonFiniteSteps && divergence is null)
                     {
                         divergedTerm = badTerm;
                         divergence = $"{consecutiveBad} consecutive steps produced non-finite values in {badTerm} (target '{target.Name}'); " +
@@ -99,9 +99,29 @@ public static class VariationalTrainer
                     windowSum = 0;
                     windowCount = 0;
                 }
-                if (divergence is not null) { status = FitStatus.Diverged; break; }
-                if (monitor.PlateauReached) { status = FitStatus.StoppedEarly; break; }
+                if (divergence is not null) { status = FitStatus.Diverged; completed = it; break; }
+                if (monitor.PlateauReached) { status = FitStatus.StoppedEarly; completed = it; break; }
             }
+            optimizer.Uncount(rejected);
+            return status is FitStatus.Diverged or FitStatus.StoppedEarly;
+        }
+
+        try
+        {
+            for (int it = 1; it <= options.Iterations; it++)
+            {
+                if (cancellationToken.IsCancellationRequested) { status = FitStatus.Cancelled; break; }
+                if (options.TimeLimit is TimeSpan limit && clock.Elapsed >= limit) { status = FitStatus.TimeLimitReached; break; }
+                learningRate = LearningRateAt(it, options, schedule, clock.Elapsed);
+                optimizer.LearningRate = learningRate;
+                Step(q, target, objective, optimizer, options.BatchSize, generator, options.GradientClipNorm, log, requireTargetGradient: it == 1);
+                completed = it;
+                // The device is read only where the host must decide something: a smoothing window closes (best
+                // parameters, early stopping, divergence), a progress report is due, or training ends.
+                if ((it % options.ConvergenceWindow == 0 || it % options.ReportEvery == 0 || it == options.Iterations) && Process(log.Read()))
+                    break;
+            }
+            if (log.Pending > 0) Process(log.Read()); // steps since the last read, when cancellation or the time limit stopped the loop
         }
         catch
         {
@@ -118,6 +138,7 @@ public static class VariationalTrainer
         q.eval();
         var result = new FitResult(trace[..completed], skipped, clock.Elapsed, completed, status == FitStatus.Cancelled)
         {
+            HostReads = log.Reads,
             Status = status,
             SmoothedElbo = monitor.Smoothed.ToArray(),
             BestSmoothedElbo = monitor.BestElbo,
@@ -169,46 +190,51 @@ public static class VariationalTrainer
         return parameters.All(p => p.isfinite().all().item<bool>());
     }
 
-    /// <summary>
-    /// True when every gradient entry is finite, in one native call: the global max-norm max |g| (libtorch's
-    /// clip_grad_norm_ with an infinite bound, which measures and never rescales) is finite iff every entry is, and
-    /// unlike a 2-norm it cannot overflow on large finite gradients. The per-parameter abs().sum() + stack it replaces
-    /// cost 2P + 3 tensor operations per step (P parameters: ~100 for realnvp K = 8). Finite gradients are left as they
-    /// are; non-finite ones may be overwritten with NaN, which is harmless because such a step is skipped and zeroed.
-    /// </summary>
-    internal static bool GradientsAreFinite(IEnumerable<Parameter> parameters) =>
-        double.IsFinite(nn.utils.clip_grad_norm_(parameters.Where(p => p.grad is not null), double.PositiveInfinity, double.PositiveInfinity));
-
     internal static FlowOptimizer CreateOptimizer(IEnumerable<Parameter> parameters, TrainerOptions options) =>
         FlowOptimizer.Create(parameters, options.Optimizer, options.LearningRate);
 
-    /// <summary>One optimizer step inside its own dispose scope (no tensor outlives the step). Returns the
-    /// minibatch ELBO and, when the step had to be skipped, the name of the term that went non-finite.</summary>
-    private static (double Elbo, string? BadTerm, int DroppedSamples) Step(FlowDistribution q, Target target, VariationalObjective objective,
-        FlowOptimizer optimizer, List<Parameter> parameters, int batchSize, Generator generator, double? clipNorm, bool requireTargetGradient)
+    /// <summary>
+    /// The ELBO of a step read back from the device and, when the step was rejected, the term that went non-finite.
+    /// A row is (ELBO, Σ log p̃, Σ log q, max |gradient| [, dropped draws]); the device accepted the step iff the ELBO
+    /// and the largest gradient entry were finite (<see cref="Step"/>).
+    /// </summary>
+    internal static (double Elbo, string? BadTerm) StepOutcome(double[] row)
+    {
+        if (double.IsFinite(row[0]) && double.IsFinite(row[3])) return (row[0], null);
+        string term = !double.IsFinite(row[1]) ? "log p̃ (target)"
+            : !double.IsFinite(row[2]) ? "log q (flow)"
+            : !double.IsFinite(row[0]) ? "the objective" : "gradient";
+        return (double.NaN, term);
+    }
+
+    /// <summary>
+    /// One optimizer step inside its own dispose scope (no tensor outlives the step), with nothing read back to the
+    /// host: whether the step is finite is decided on the device and masks the update (a rejected step changes
+    /// neither parameters nor optimizer state), and the step's values go to <paramref name="log"/> for the trainer to
+    /// read at its next report interval. The finiteness test is one reduction over the flat gradient buffer:
+    /// max |g| is finite iff every entry is, and unlike a 2-norm it cannot overflow on large finite gradients.
+    /// </summary>
+    private static void Step(FlowDistribution q, Target target, VariationalObjective objective, FlowOptimizer optimizer,
+        int batchSize, Generator generator, double? clipNorm, DeferredStepLog log, bool requireTargetGradient)
     {
         using var scope = torch.NewDisposeScope();
         optimizer.ZeroGrad();
         var terms = objective.Compute(q, target, batchSize, generator);
         if (requireTargetGradient) RequireGradientThroughTarget(target, terms.LogP);
-        if (!double.IsFinite(terms.Elbo))
-        {
-            string term = !terms.LogP.isfinite().all().item<bool>() ? "log p̃ (target)"
-                : !terms.LogQ.isfinite().all().item<bool>() ? "log q (flow)" : "the objective";
-            return (double.NaN, term, terms.NonFiniteSamples);
-        }
         terms.Loss.backward();
-        // One reduction over all gradients: finite iff every entry is finite.
-        // Clipping returns the global norm, which is finite iff every entry is; without clipping, one reduction does the same.
-        bool finiteGradient = clipNorm is double maxNorm
-            ? double.IsFinite(nn.utils.clip_grad_norm_(parameters.Where(p => p.grad is not null), maxNorm))
-            : GradientsAreFinite(parameters);
-        if (!finiteGradient)
-        {
-            optimizer.ZeroGrad();
-            return (double.NaN, "gradient", terms.NonFiniteSamples);
-        }
-        optimizer.Step();
-        return (terms.Elbo, null, terms.NonFiniteSamples);
+        var gradients = optimizer.Gradients;
+        var largest = gradients.abs().max();
+        var elbo = terms.Elbo.detach().to(largest.dtype);
+        var accept = elbo.isfinite().logical_and(largest.isfinite());
+        if (clipNorm is double maxNorm)
+            gradients.mul_(ClipCoefficient(gradients, maxNorm)); // a rejected step's NaN makes no difference: it is not applied
+        optimizer.Step(accept);
+        var values = new List<Tensor> { elbo, terms.LogP.detach().sum().to(largest.dtype), terms.LogQ.detach().sum().to(largest.dtype), largest };
+        if (terms.NonFiniteSamples is Tensor dropped) values.Add(dropped.to(largest.dtype));
+        log.Add(torch.stack(values));
     }
+
+    /// <summary>PyTorch's clip_grad_norm_ rule on the device: min(1, maxNorm / (‖g‖₂ + 1e-6)).</summary>
+    internal static Tensor ClipCoefficient(Tensor gradients, double maxNorm) =>
+        gradients.norm().Plus(1e-6).reciprocal().mul_(S(maxNorm)).clamp_max_(S(1.0));
 }

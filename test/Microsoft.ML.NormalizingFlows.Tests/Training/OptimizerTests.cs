@@ -37,6 +37,66 @@ public sealed class OptimizerTests
     }
 
     [TestMethod]
+    [DataRow(OptimizerKind.Adam)]
+    [DataRow(OptimizerKind.RMSprop)]
+    public void AMaskedStepIsTheStepWhenAcceptedAndLeavesNoTraceWhenRejected(OptimizerKind kind)
+    {
+        // Plain steps on one copy; on the other the same steps through the masked path, with a rejected step carrying
+        // NaN gradients slipped in (and uncounted afterwards, as the trainer does when it reads the step log).
+        var plain = FlowFactory.Create("realnvp", 3, 2, seed: 4);
+        var masked = FlowFactory.Create("realnvp", 3, 2, seed: 4);
+        var target = Target.FromDelegate("normal", 3, z => (z * z).sum(1).mul(-0.5));
+        using var first = FlowOptimizer.Create(plain.parameters(), kind, 0.01);
+        using var second = FlowOptimizer.Create(masked.parameters(), kind, 0.01);
+        var yes = torch.tensor(true);
+        var no = torch.tensor(false);
+        void Backward(FlowDistribution q, int step)
+        {
+            using var scope = torch.NewDisposeScope();
+            var (z, logQ) = q.Sample(32, new Generator((ulong)step));
+            (logQ - target.Evaluate(z)).mean().backward();
+        }
+        for (int step = 0; step < 6; step++)
+        {
+            Backward(plain, step);
+            first.Step();
+            first.ZeroGrad();
+            if (step == 2)
+            {
+                Backward(masked, 99);
+                second.Gradients.fill_(float.NaN);
+                var before = masked.parameters().Select(p => p.detach().clone()).ToArray();
+                second.Step(no);
+                second.ZeroGrad();
+                second.Uncount(1);
+                foreach (var (a, b) in masked.parameters().Zip(before))
+                    Assert.AreEqual(0f, (a - b).abs().max().item<float>(), "a rejected step moved a parameter");
+            }
+            Backward(masked, step);
+            second.Step(yes);
+            second.ZeroGrad();
+        }
+        foreach (var (a, b) in plain.parameters().Zip(masked.parameters()))
+            Assert.AreEqual(0f, (a - b).abs().max().item<float>(), "accepted masked steps differ from plain ones, or the rejected step left state behind");
+    }
+
+    [TestMethod]
+    public void ParametersAreSeatedInOneBufferThatGradientsAccumulateInto()
+    {
+        var q = FlowFactory.Create("realnvp", 3, 2, seed: 4);
+        var parameters = q.parameters().ToArray();
+        using var optimizer = FlowOptimizer.Create(parameters, OptimizerKind.Adam, 0.01);
+        Assert.AreEqual(parameters.Sum(p => p.numel()), optimizer.Gradients.numel());
+        var (z, logQ) = q.Sample(16, new Generator(1));
+        logQ.mean().backward();
+        double perParameter = parameters.Sum(p => p.grad!.abs().sum().item<float>());
+        Assert.IsTrue(perParameter > 0);
+        Assert.AreEqual(perParameter, optimizer.Gradients.abs().sum().item<float>(), 1e-3 * perParameter, "the buffer is the gradients");
+        optimizer.ZeroGrad();
+        Assert.IsTrue(parameters.All(p => p.grad!.abs().sum().item<float>() == 0), "zeroing the buffer zeroes every gradient");
+    }
+
+    [TestMethod]
     public void AnOptimizerNeedsParameters()
     {
         var e = Assert.ThrowsExactly<ArgumentException>(() => FlowOptimizer.Create(Array.Empty<TorchSharp.Modules.Parameter>(), OptimizerKind.Adam, 0.1));

@@ -61,8 +61,8 @@ public sealed class ReliableVIDemonstrationTests
         double elboAt, iwAt;
         using (torch.no_grad())
         {
-            elboAt = new ImportanceWeightedElboObjective(1).Compute(elboQ, target, 100_000, new Generator(21)).Elbo;
-            iwAt = new ImportanceWeightedElboObjective(10).Compute(elboQ, target, 10_000, new Generator(22)).Elbo;
+            elboAt = new ImportanceWeightedElboObjective(1).Compute(elboQ, target, 100_000, new Generator(21)).Elbo.ToDouble();
+            iwAt = new ImportanceWeightedElboObjective(10).Compute(elboQ, target, 10_000, new Generator(22)).Elbo.ToDouble();
         }
         var (m1, s1) = GaussianFixtures.Moments((DiagonalNormal)elboQ.Base);
         var (m2, s2) = GaussianFixtures.Moments((DiagonalNormal)iwQ.Base);

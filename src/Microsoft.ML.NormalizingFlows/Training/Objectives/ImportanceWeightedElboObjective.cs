@@ -19,6 +19,10 @@ namespace Microsoft.ML.NormalizingFlows.Training;
 /// gradient still be non-finite, the trainer skips the step). With the flag off, any
 /// non-finite draw makes the step non-finite and the trainer skips it.
 /// </para>
+/// <para>
+/// Dropping reads one flag per step back to the host (whether any draw was bad, to decide on the second
+/// evaluation); the plain ELBO and this objective without dropping read nothing per step.
+/// </para>
 /// </summary>
 public sealed class ImportanceWeightedElboObjective : VariationalObjective
 {
@@ -89,7 +93,6 @@ public sealed class ImportanceWeightedElboObjective : VariationalObjective
             loss = -perRowForGradient.mean();
             value = bound.detach().mean();
         }
-        var summary = torch.stack(new[] { value.to(ScalarType.Float64), finite.logical_not().sum().to(ScalarType.Float64) }).cpu().data<double>().ToArray();
-        return new ObjectiveTerms(loss, logP, logQ, summary[0]) { NonFiniteSamples = (int)summary[1] };
+        return new ObjectiveTerms(loss, logP, logQ, value) { NonFiniteSamples = finite.logical_not().sum() };
     }
 }

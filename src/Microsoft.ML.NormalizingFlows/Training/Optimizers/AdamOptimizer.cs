@@ -9,36 +9,42 @@ public sealed class AdamOptimizer : FlowOptimizer
 {
     public const double Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8;
 
-    private readonly Tensor[] firstMoments, secondMoments;
-    private long steps;
+    private readonly Tensor firstMoment, secondMoment;
 
     public AdamOptimizer(IEnumerable<Parameter> parameters, double learningRate) : base(parameters, learningRate)
     {
-        firstMoments = Parameters.Select(StateLike).ToArray();
-        secondMoments = Parameters.Select(StateLike).ToArray();
+        firstMoment = StateLikeParameters();
+        secondMoment = StateLikeParameters();
     }
 
-    protected override void Update()
+    protected override void Update(Tensor? accept)
     {
-        steps++;
-        double biasCorrection1 = 1 - Math.Pow(Beta1, steps);
-        double biasCorrection2 = 1 - Math.Pow(Beta2, steps);
+        double biasCorrection1 = 1 - Math.Pow(Beta1, Steps);
+        double biasCorrection2 = 1 - Math.Pow(Beta2, Steps);
         using var sqrtBiasCorrection2 = Math.Sqrt(biasCorrection2).ToScalar();
         using var negativeStepSize = (-LearningRate / biasCorrection1).ToScalar();
-        for (int i = 0; i < Parameters.Count; i++)
+        var grad = Flat.Gradients;
+        if (accept is null)
         {
-            var p = Parameters[i];
-            var grad = p.grad;
-            if (grad is null) continue;
-            firstMoments[i].mul_(S(Beta1)).add_(grad, S(1 - Beta1));
-            secondMoments[i].mul_(S(Beta2)).addcmul_(grad, grad, S(1 - Beta2));
-            var denominator = secondMoments[i].sqrt().div_(sqrtBiasCorrection2).add_(S(Epsilon), S(1));
-            p.addcdiv_(firstMoments[i], denominator, negativeStepSize);
+            firstMoment.mul_(S(Beta1)).add_(grad, S(1 - Beta1));
+            secondMoment.mul_(S(Beta2)).addcmul_(grad, grad, S(1 - Beta2));
+            var denominator = secondMoment.sqrt().div_(sqrtBiasCorrection2).add_(S(Epsilon), S(1));
+            Flat.Values.addcdiv_(firstMoment, denominator, negativeStepSize);
+            return;
         }
+        // The same arithmetic out of place, each result kept only if the step is accepted (NaN gradients of a
+        // rejected step are discarded by the selection, never multiplied into the state).
+        var first = firstMoment.mul(S(Beta1)).add_(grad, S(1 - Beta1));
+        var second = secondMoment.mul(S(Beta2)).addcmul_(grad, grad, S(1 - Beta2));
+        var maskedDenominator = second.sqrt().div_(sqrtBiasCorrection2).add_(S(Epsilon), S(1));
+        Commit(Flat.Values, Flat.Values.addcdiv(first, maskedDenominator, negativeStepSize), accept);
+        Commit(firstMoment, first, accept);
+        Commit(secondMoment, second, accept);
     }
 
     protected override void DisposeState()
     {
-        foreach (var t in firstMoments.Concat(secondMoments)) t.Dispose();
+        firstMoment.Dispose();
+        secondMoment.Dispose();
     }
 }

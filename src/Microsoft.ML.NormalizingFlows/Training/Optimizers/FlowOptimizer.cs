@@ -12,6 +12,12 @@ namespace Microsoft.ML.NormalizingFlows.Training.Optimizers;
 /// finalize while libtorch reads them (see <see cref="RootedScalars"/>). Here every scalar is either rooted (the
 /// fixed hyper-parameters) or held by a <c>using</c> until its call returns (the per-step learning rate and bias
 /// corrections).
+/// <para>
+/// The parameters are re-seated into one contiguous buffer (<see cref="FlatParameters"/>), so an update is about a
+/// dozen whole-buffer operations whatever the number of parameter tensors. <see cref="Step(Tensor)"/> takes the
+/// decision to apply the step as a tensor on the device, so that a training loop can skip a non-finite step
+/// without reading anything back to the host: a rejected step changes neither the parameters nor the moments.
+/// </para>
 /// </summary>
 public abstract class FlowOptimizer : IDisposable
 {
@@ -22,10 +28,20 @@ public abstract class FlowOptimizer : IDisposable
         ArgumentNullException.ThrowIfNull(parameters);
         Parameters = parameters.ToArray();
         if (Parameters.Count == 0) throw new ArgumentException("The optimizer needs at least one parameter.", nameof(parameters));
+        Flat = new FlatParameters(Parameters);
         LearningRate = learningRate;
     }
 
     protected IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>The parameters and gradients as two contiguous buffers.</summary>
+    internal FlatParameters Flat { get; }
+
+    /// <summary>All gradients end to end (for whole-model checks and clipping).</summary>
+    internal Tensor Gradients => Flat.Gradients;
+
+    /// <summary>Successful steps so far, as the bias corrections count them.</summary>
+    protected long Steps { get; private set; }
 
     /// <summary>The step size of the next <see cref="Step"/> (the trainer sets it from the schedule every step).</summary>
     public double LearningRate { get; set; }
@@ -38,29 +54,49 @@ public abstract class FlowOptimizer : IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown optimizer."),
     };
 
-    /// <summary>Updates every parameter that has a gradient, without recording the update for autograd.</summary>
+    /// <summary>Updates the parameters from their gradients, without recording the update for autograd.</summary>
     public void Step()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
-        Update();
+        Steps++;
+        Update(null);
     }
 
-    protected abstract void Update();
-
-    /// <summary>Zeroes the gradients in place (as TorchSharp's optimizers do; they stay allocated for the next backward pass).</summary>
-    public void ZeroGrad()
+    /// <summary>
+    /// Applies the step only where <paramref name="accept"/> (a boolean scalar on the parameters' device) is true,
+    /// without reading it: a rejected step leaves parameters and moments exactly as they were, even when the
+    /// gradients hold NaN. The bias corrections count this step as taken; call <see cref="Uncount"/> with the number of
+    /// rejected steps once they are known (the trainer does at its report intervals), so the count catches up.
+    /// </summary>
+    internal void Step(Tensor accept)
     {
-        foreach (var p in Parameters)
-        {
-            using var grad = p.grad;
-            grad?.zero_();
-        }
+        ObjectDisposedException.ThrowIf(disposed, this);
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        Steps++;
+        Update(accept);
     }
 
-    /// <summary>A state tensor for a parameter: zeros like it, outside any dispose scope (it lives as long as the optimizer).</summary>
-    protected static Tensor StateLike(Parameter p) => torch.zeros_like(p).DetachFromDisposeScope();
+    /// <summary>Takes back <paramref name="rejected"/> steps from the bias corrections' count.</summary>
+    internal void Uncount(int rejected) => Steps -= rejected;
+
+    /// <summary>One update on the flat buffers; with <paramref name="accept"/>, each state write is masked by it.</summary>
+    protected abstract void Update(Tensor? accept);
+
+    /// <summary><paramref name="updated"/> where the step is accepted, else <paramref name="current"/>, written into <paramref name="current"/>.</summary>
+    protected static void Commit(Tensor current, Tensor updated, Tensor? accept)
+    {
+        if (accept is null) current.copy_(updated);
+        else current.copy_(torch.where(accept, updated, current));
+    }
+
+    /// <summary>Zeroes the gradients in place (they stay allocated, as views of the gradient buffer, for the next backward pass).</summary>
+    public void ZeroGrad() => Flat.Gradients.zero_();
+
+    /// <summary>State for the optimizer: zeros like the parameter buffer, outside any dispose scope.</summary>
+    protected Tensor StateLikeParameters() => Flat.ZerosLike();
 
     protected virtual void DisposeState() { }
 
@@ -69,6 +105,7 @@ public abstract class FlowOptimizer : IDisposable
         if (disposed) return;
         disposed = true;
         DisposeState();
+        Flat.Dispose();
         GC.SuppressFinalize(this);
     }
 }

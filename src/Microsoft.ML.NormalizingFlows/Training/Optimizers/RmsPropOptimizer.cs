@@ -9,29 +9,32 @@ public sealed class RmsPropOptimizer : FlowOptimizer
 {
     public const double Alpha = 0.99, Epsilon = 1e-8;
 
-    private readonly Tensor[] squareAverages;
+    private readonly Tensor squareAverage;
 
     public RmsPropOptimizer(IEnumerable<Parameter> parameters, double learningRate) : base(parameters, learningRate)
     {
-        squareAverages = Parameters.Select(StateLike).ToArray();
+        squareAverage = StateLikeParameters();
     }
 
-    protected override void Update()
+    protected override void Update(Tensor? accept)
     {
         using var negativeLearningRate = (-LearningRate).ToScalar();
-        for (int i = 0; i < Parameters.Count; i++)
+        var grad = Flat.Gradients;
+        if (accept is null)
         {
-            var p = Parameters[i];
-            var grad = p.grad;
-            if (grad is null) continue;
-            squareAverages[i].mul_(S(Alpha)).addcmul_(grad, grad, S(1 - Alpha));
-            var denominator = squareAverages[i].sqrt().add_(S(Epsilon), S(1));
-            p.addcdiv_(grad, denominator, negativeLearningRate);
+            squareAverage.mul_(S(Alpha)).addcmul_(grad, grad, S(1 - Alpha));
+            var denominator = squareAverage.sqrt().add_(S(Epsilon), S(1));
+            Flat.Values.addcdiv_(grad, denominator, negativeLearningRate);
+            return;
         }
+        var average = squareAverage.mul(S(Alpha)).addcmul_(grad, grad, S(1 - Alpha));
+        var maskedDenominator = average.sqrt().add_(S(Epsilon), S(1));
+        Commit(Flat.Values, Flat.Values.addcdiv(grad, maskedDenominator, negativeLearningRate), accept);
+        Commit(squareAverage, average, accept);
     }
 
     protected override void DisposeState()
     {
-        foreach (var t in squareAverages) t.Dispose();
+        squareAverage.Dispose();
     }
 }

@@ -122,3 +122,35 @@ public sealed class HostSynchronizationTests
         public void Report(T value) => report(value);
     }
 }
+
+/// <summary>
+/// The number of tensor operations a training step issues is what bounds small steps (issue 13's op-count table,
+/// "peers --ops"). Counted as TorchSharp counts new tensor handles; a change that adds per-parameter work to the
+/// step (a per-tensor optimizer, a per-parameter check) or rebuilds constants every call shows up here.
+/// </summary>
+[TestClass]
+public sealed class StepOperationCountTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    [TestMethod]
+    [DataRow("realnvp", 8, 240)]      // measured 222 (2026-11-30)
+    [DataRow("iaf", 6, 215)]          // measured 201
+    [DataRow("nsf-coupling", 6, 790)] // measured 744
+    public void ATrainingStepStaysWithinItsOperationBudget(string flow, int layers, int budget)
+    {
+        var target = TargetGallery.Create("ring");
+        var statistics = TorchSharp.DisposeScopeManager.Statistics;
+        long CreatedByFit(int iterations)
+        {
+            var q = FlowFactory.Create(flow, 2, layers, seed: 1);
+            long before = statistics.CreatedInScopeCount + statistics.CreatedOutsideScopeCount;
+            VariationalTrainer.Fit(q, target, new TrainerOptions { Iterations = iterations, BatchSize = 16, LearningRate = 1e-3, Seed = 1 });
+            return statistics.CreatedInScopeCount + statistics.CreatedOutsideScopeCount - before;
+        }
+        double perStep = (CreatedByFit(40) - CreatedByFit(20)) / 20.0;
+        TestContext.WriteLine($"{flow} K = {layers}: {perStep} new tensors per step");
+        Assert.IsTrue(perStep <= budget, $"{flow} K = {layers}: {perStep} tensor operations per step, budget {budget}");
+        Assert.IsTrue(perStep >= 0.5 * budget, "the count measures the step (a budget far above it would catch nothing)");
+    }
+}

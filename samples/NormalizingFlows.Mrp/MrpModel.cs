@@ -108,7 +108,7 @@ internal static class MrpModel
         var model = Declare("mrp")
             .Data("x", Design(cells), DesignWidth, cells.Length)
             .Data("n", trials)
-            .Data("k", successes);
+            .Data("rate", successes.Zip(trials, (k, n) => k / n).ToArray()); // every cell has n ≥ 1 respondents
         if (poststratification.Length > 0)
         {
             // Poststratification: weights n_c / (state total) per state, and n_c / N for the nation: a [cells, 51] matrix.
@@ -129,9 +129,13 @@ internal static class MrpModel
             var eta = Coefficients(m).matmul(m.Data("x")); // [B, cells]
             // The binomial kernel k η − n log(1 + e^η), i.e. BinomialLogit's log-probability without log C(n, k),
             // a constant of the data, and without its support checks, which the counts pass by construction (Stan's
-            // binomial_logit_lupmf): two fewer passes over the [B, cells] tensor in each direction.
-            var kernel = m.Data("k").unsqueeze(0) * eta - m.Data("n").unsqueeze(0) * eta.Softplus();
-            return LogPrior(m) + kernel.sum(1);
+            // binomial_logit_lupmf). It equals −n · BCE-with-logits(η, k/n), which libtorch computes, and
+            // differentiates, in one fused pass over the [B, cells] tensor each way instead of five (at 256 draws the
+            // kernel's forward and backward fell from about 18 to 10 ms).
+            var shape = eta.shape;
+            var kernel = torch.nn.functional.binary_cross_entropy_with_logits(eta, m.Data("rate").expand(shape), m.Data("n").expand(shape),
+                reduction: torch.nn.Reduction.None);
+            return LogPrior(m) - kernel.sum(1);
         });
     }
 

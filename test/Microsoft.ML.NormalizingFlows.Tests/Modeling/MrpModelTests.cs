@@ -5,7 +5,7 @@ using Microsoft.VisualStudio.TestTools.UnitTesting;
 namespace Microsoft.ML.NormalizingFlows.Tests.Modeling;
 
 /// <summary>
-/// The bench's MRP model (samples/NormalizingFlows.Bench/MrpModel.cs) groups respondents with equal covariates into
+/// The MRP sample's model (samples/NormalizingFlows.Mrp/MrpModel.cs) groups respondents with equal covariates into
 /// binomial cells and builds η as one design product: checked here against the per-respondent Bernoulli likelihood
 /// with explicit per-row sums, on a small synthetic survey (tests do not read shared/).
 /// </summary>

@@ -86,26 +86,43 @@ public static class PosteriorFitter
         return new PosteriorFit(model, q, report, stages, clock.Elapsed);
     }
 
+    /// <summary>How often the mode search reads its state back to the host.</summary>
+    private const int ModeReadEvery = 100;
+
     private static Tensor FindMode(Target target, PosteriorFitOptions o, List<PosteriorFitStage> stages, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         var parameter = new TorchSharp.Modules.Parameter(torch.zeros(1, target.Dimension, dtype: ScalarType.Float64));
         using var optimizer = new AdamOptimizer(new[] { parameter }, o.ModeLearningRate);
-        double best = double.NegativeInfinity;
-        var bestZ = parameter.detach().clone();
+        // The best value and point, and whether a step has left the density's domain, live on the device: the loop
+        // reads them back every ModeReadEvery steps (to stop early) instead of every step. Once a value is not finite
+        // (stepped somewhere the density is not defined) no further step is applied, as if the loop had stopped there.
+        var best = torch.full(new long[] { 1 }, double.NegativeInfinity, dtype: ScalarType.Float64).DetachFromDisposeScope();
+        var bestZ = parameter.detach().clone().DetachFromDisposeScope();
+        var running = torch.ones(1, dtype: ScalarType.Bool).DetachFromDisposeScope();
         for (int it = 0; it < o.ModeIterations && !cancellationToken.IsCancellationRequested; it++)
         {
-            using var scope = torch.NewDisposeScope();
-            optimizer.ZeroGrad();
-            var logP = target.Evaluate(parameter);
-            double value = logP.item<double>();
-            if (!double.IsFinite(value)) break; // stepped somewhere the density is not defined: keep the best so far
-            if (value > best) { best = value; bestZ = parameter.detach().clone().DetachFromDisposeScope(); }
-            logP.neg().sum().backward();
-            optimizer.LearningRate = o.ModeLearningRate * 0.5 * (1 + Math.Cos(Math.PI * it / Math.Max(1, o.ModeIterations)));
-            optimizer.Step();
+            using (var scope = torch.NewDisposeScope())
+            {
+                optimizer.ZeroGrad();
+                var logP = target.Evaluate(parameter);
+                running.logical_and_(logP.detach().isfinite());
+                using (torch.no_grad())
+                {
+                    var better = running.logical_and(logP.detach() > best);
+                    best.copy_(torch.where(better, logP.detach(), best));
+                    bestZ.copy_(torch.where(better.unsqueeze(1), parameter.detach(), bestZ));
+                }
+                logP.neg().sum().backward();
+                optimizer.LearningRate = o.ModeLearningRate * 0.5 * (1 + Math.Cos(Math.PI * it / Math.Max(1, o.ModeIterations)));
+                optimizer.Step(running.squeeze(0));
+            }
+            if ((it + 1) % ModeReadEvery == 0 && !running.item<bool>()) break;
         }
-        stages.Add(new PosteriorFitStage("mode", clock.Elapsed, double.NaN, double.IsFinite(best) ? $"log p̃ at the mode {best:F3}" : "no finite value: started at 0"));
+        double bestValue = best.item<double>();
+        best.Dispose();
+        running.Dispose();
+        stages.Add(new PosteriorFitStage("mode", clock.Elapsed, double.NaN, double.IsFinite(bestValue) ? $"log p̃ at the mode {bestValue:F3}" : "no finite value: started at 0"));
         return bestZ.squeeze(0);
     }
 

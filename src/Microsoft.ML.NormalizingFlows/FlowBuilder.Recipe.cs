@@ -47,7 +47,6 @@ public sealed partial class FlowBuilder
                 case "random-permutation": builder.RandomPermutation(); break;
                 case "lu-linear": builder.LULinear(); break;
                 case "actnorm": builder.ActNorm(); break;
-                case "marginal-spline": builder.MarginalSpline(a.Int("bins"), a.Real("bound")); break;
                 case "planar": builder.Planar(a.Int("layers")); break;
                 case "radial": builder.Radial(a.Int("layers")); break;
                 default: throw new ArgumentException($"Step {i} of the '{CustomPreset}' flow spec has an unknown kind '{step.Kind}'.", nameof(spec));

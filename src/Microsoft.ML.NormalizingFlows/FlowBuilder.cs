@@ -115,10 +115,6 @@ public sealed partial class FlowBuilder
 
     public FlowBuilder ActNorm() => Append(new ActNorm(Dimension), Step("actnorm"));
 
-    /// <summary>A per-coordinate rational-quadratic spline with its own knots (identity at start).</summary>
-    public FlowBuilder MarginalSpline(int bins = 8, double bound = 5.0) =>
-        Append(new MarginalSplineTransform(Dimension, bins, bound), Step("marginal-spline", ("bins", Text(bins)), ("bound", Text(bound))));
-
     public FlowBuilder Planar(int layers) => Append(new PlanarFlow(Dimension, layers, generator: Generator), Step("planar", ("layers", Text(layers))));
 
     public FlowBuilder Radial(int layers) => Append(new RadialFlow(Dimension, layers, generator: Generator), Step("radial", ("layers", Text(layers))));

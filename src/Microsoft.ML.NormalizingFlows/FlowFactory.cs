@@ -36,8 +36,7 @@ public static class FlowFactory
     /// hidden = 64 (conditioner width), blocks = 1 (residual blocks), clamp = 3 (affine log-scale soft clamp),
     /// bins = 8 (1 to 999), bound = 5 (spline interval [−B, B]), mask = halves | random (couplings),
     /// permutation = none | reverse | random | lu (between layers; default none for couplings, reverse for
-    /// autoregressive), actnorm = true (a final ActNorm), marginal-spline = false (a last per-coordinate spline,
-    /// <see cref="MarginalSplineTransform"/>, with the bins and bound settings), identity-init = true,
+    /// autoregressive), actnorm = true (a final ActNorm), identity-init = true,
     /// direction = iaf | maf (nsf-autoregressive), base = normal | diag-normal | student-t, dof = 5 and
     /// learn-dof = true (with base = student-t only). planar, radial, mean-field and full-rank take none.
     /// A setting the preset does not read is an error, like an unknown one. See docs/flows.md.
@@ -104,7 +103,6 @@ public static class FlowFactory
             }
         }
         if (s.FinalActNorm) builder.ActNorm();
-        if (s.MarginalSpline) builder.MarginalSpline(s.Bins, s.Bound);
         return s.Done(builder.Build());
     }
 }

@@ -11,7 +11,7 @@ namespace Microsoft.ML.NormalizingFlows;
 internal sealed class PresetSettings
 {
     public static readonly string[] Known =
-        { "hidden", "blocks", "clamp", "bins", "bound", "mask", "permutation", "actnorm", "identity-init", "direction", "base", "dof", "learn-dof", "marginal-spline" };
+        { "hidden", "blocks", "clamp", "bins", "bound", "mask", "permutation", "actnorm", "identity-init", "direction", "base", "dof", "learn-dof" };
 
     /// <summary>The parameter of <see cref="FlowFactory.Create(string, int, int, long, IReadOnlyDictionary{string, string}?)"/> the settings came in.</summary>
     private const string SettingsArgument = "settings";
@@ -76,7 +76,6 @@ internal sealed class PresetSettings
     public bool RandomMasks => Choice("mask", "halves", "random") == "random";
     public string? Permutation => Choice("permutation", "none", "reverse", "random", "lu");
     public bool FinalActNorm => Bool("actnorm", true);
-    public bool MarginalSpline => Bool("marginal-spline", false);
     public bool IdentityInit => Bool("identity-init", true);
     public AutoregressiveDirection Direction =>
         Choice("direction", "iaf", "maf") == "maf" ? AutoregressiveDirection.Masked : AutoregressiveDirection.Inverse;

@@ -102,13 +102,24 @@ public sealed class RationalQuadraticSplineMap : ElementwiseMap
     private Tensor Knots(Tensor raw, double minSize)
     {
         int k = Bins;
-        var sizes = torch.softmax(raw, -1).mul(S(1 - minSize * k)).Plus(minSize);
+        var sizes = Softmax(raw).mul(S(1 - minSize * k)).Plus(minSize);
         var inner = sizes.cumsum(-1).narrow(-1, 0, k - 1).mul(S(2 * Bound)).sub(S(Bound));
         var shape = raw.shape.ToArray();
         shape[^1] = 1;
         var low = torch.full(shape, S(-Bound), dtype: raw.dtype, device: raw.device);
         var high = torch.full(shape, S(Bound), dtype: raw.dtype, device: raw.device);
         return torch.cat(new[] { low, inner, high }, -1);
+    }
+
+    /// <summary>
+    /// Softmax over the last dimension as exp(x − max) / Σ. libtorch 2.10's CPU softmax kernel is slow for a short
+    /// last dimension: 2.7 ms for [128, 108, 8] against 0.7 ms for these five operations (and 4.0 against 2.2 ms
+    /// with its backward), and the spline takes two per call. The max is detached: softmax does not depend on it.
+    /// </summary>
+    private static Tensor Softmax(Tensor raw)
+    {
+        var exponentials = (raw - raw.amax(new long[] { -1 }, keepdim: true).detach()).exp();
+        return exponentials / exponentials.sum(-1, keepdim: true);
     }
 
     private (Tensor Output, Tensor LogDerivative) Apply(Tensor input, Tensor parameters, bool inverse)
@@ -122,10 +133,22 @@ public sealed class RationalQuadraticSplineMap : ElementwiseMap
         var inside = input.ge(S(-Bound)).logical_and(input.le(S(Bound)));
         var clipped = input.clamp(S(-Bound), S(Bound));
 
-        var xKnots = Knots(rawWidths, MinBinWidth);    // [B, d, K+1]
-        var yKnots = Knots(rawHeights, MinBinHeight);
-        var widths = xKnots.narrow(-1, 1, k) - xKnots.narrow(-1, 0, k);
-        var heights = yKnots.narrow(-1, 1, k) - yKnots.narrow(-1, 0, k);
+        Tensor xKnots, yKnots, widths, heights; // knots [B, d, K+1], bin sizes [B, d, K]
+        if (MinBinWidth == MinBinHeight)
+        {
+            // Both knot sets in one pass over [B, d, 2, K]: half the operations (and backward nodes) of two.
+            var both = Knots(parameters.narrow(-1, 0, 2 * k).unflatten(parameters.dim() - 1, new long[] { 2, k }), MinBinWidth);
+            var knotPair = both.unbind(-2);
+            var sizePair = (both.narrow(-1, 1, k) - both.narrow(-1, 0, k)).unbind(-2);
+            (xKnots, yKnots, widths, heights) = (knotPair[0], knotPair[1], sizePair[0], sizePair[1]);
+        }
+        else
+        {
+            xKnots = Knots(rawWidths, MinBinWidth);
+            yKnots = Knots(rawHeights, MinBinHeight);
+            widths = xKnots.narrow(-1, 1, k) - xKnots.narrow(-1, 0, k);
+            heights = yKnots.narrow(-1, 1, k) - yKnots.narrow(-1, 0, k);
+        }
         var ones = torch.ones_like(rawWidths.narrow(-1, 0, 1));
         var derivatives = torch.cat(new[] { ones, rawDerivatives.Plus(derivativeShift).Softplus().Plus(MinDerivative), ones }, -1);
 

@@ -125,9 +125,14 @@ public sealed class RationalQuadraticSplineMap : ElementwiseMap
     private (Tensor Output, Tensor LogDerivative) Apply(Tensor input, Tensor parameters, bool inverse)
     {
         int k = Bins;
-        var rawWidths = parameters.narrow(-1, 0, k);
-        var rawHeights = parameters.narrow(-1, k, k);
-        var rawDerivatives = parameters.narrow(-1, 2 * k, k - 1);
+        // Contiguous copies of the parameter groups: libtorch's elementwise kernels run up to ten times slower on a
+        // slice of the last dimension (stride 3K − 1) than on a packed tensor (softplus on [256, 25, 7]: 1.2 vs 0.1 ms).
+        // The copies cost less than they save (the spline's forward at [256, 25]: 2.4 → 2.1 ms).
+        var groups = parameters.split(new long[] { 2 * k, k - 1 }, -1);
+        var sizesRaw = groups[0].contiguous();                 // [B, d, 2K]: widths, then heights
+        var rawWidths = sizesRaw.narrow(-1, 0, k);
+        var rawHeights = sizesRaw.narrow(-1, k, k);
+        var rawDerivatives = groups[1].contiguous();
 
         // Clip first: every later operation sees values inside [−B, B].
         var inside = input.ge(S(-Bound)).logical_and(input.le(S(Bound)));
@@ -137,7 +142,7 @@ public sealed class RationalQuadraticSplineMap : ElementwiseMap
         if (MinBinWidth == MinBinHeight)
         {
             // Both knot sets in one pass over [B, d, 2, K]: half the operations (and backward nodes) of two.
-            var both = Knots(parameters.narrow(-1, 0, 2 * k).unflatten(parameters.dim() - 1, new long[] { 2, k }), MinBinWidth);
+            var both = Knots(sizesRaw.unflatten(sizesRaw.dim() - 1, new long[] { 2, k }), MinBinWidth);
             var knotPair = both.unbind(-2);
             var sizePair = (both.narrow(-1, 1, k) - both.narrow(-1, 0, k)).unbind(-2);
             (xKnots, yKnots, widths, heights) = (knotPair[0], knotPair[1], sizePair[0], sizePair[1]);

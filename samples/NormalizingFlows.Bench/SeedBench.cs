@@ -17,7 +17,8 @@ internal static partial class BenchVerbs
         "Seed experiment vs the PyTorch anchor: time, ms/iteration, exact KL, memory. [ITERS=20000] [K=32] [BATCH=128] [THREADS=1] [SEED=0] " +
         "[--anchor [SCRIPT]] (runs shared/bench/seed_planar_ring.py first; found by searching upward) [--python PATH=/usr/bin/python3] " +
         "[--seeds FIRST-LAST] (one fit per seed: exact KL of each, median, range, and how many reach ≤ 0.01) " +
-        "[--budget SECONDS | --anchor --anchor-fraction F] (with --seeds: time to quality, each seed trained for a wall-time budget)", RunSeed);
+        "[--budget SECONDS | --anchor --anchor-fraction F] (with --seeds: time to quality, each seed trained for a wall-time budget) " +
+        "[--cosine] (with --seeds: the rate decays from 6e-4 to 0 by a cosine over the steps instead of staying constant)", RunSeed);
 
     private static int RunSeed(string[] args)
     {
@@ -27,8 +28,10 @@ internal static partial class BenchVerbs
         string python = "/usr/bin/python3";
         (long First, long Last)? seedRange = null;
         double? budgetSeconds = null, anchorFraction = null;
+        bool cosine = false;
         for (int i = 0; i < args.Length; i++)
         {
+            if (args[i] == "--cosine") { cosine = true; continue; }
             if (args[i] == "--budget") { budgetSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
             if (args[i] == "--anchor-fraction") { anchorFraction = double.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
             if (args[i] == "--seeds")
@@ -75,7 +78,7 @@ internal static partial class BenchVerbs
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"budget per seed: {anchorFraction:G3} × {anchorTime:F1} s = {budgetSeconds:F1} s"));
             }
             return RunSeedSweep(budgetSeconds is null ? iterations : 2_000_000, layers, batch, threads, firstSeed, lastSeed,
-                budgetSeconds is double b ? TimeSpan.FromSeconds(b) : null);
+                budgetSeconds is double b ? TimeSpan.FromSeconds(b) : null, cosine);
         }
 
         double? anchorSeconds = null;
@@ -112,22 +115,23 @@ internal static partial class BenchVerbs
     /// Progress is reported every 1,000 iterations and at the last one.
     /// </summary>
     private static (FitResult Result, ElboEstimate Estimate) FitSeedExperiment(int iterations, int layers, int batch, int threads, long seed,
-        IProgress<TrainingProgress>? progress, TimeSpan? budget = null)
+        IProgress<TrainingProgress>? progress, TimeSpan? budget = null, bool cosine = false)
     {
         var target = TargetGallery.Create("ring");
         var q = FlowFactory.Create("planar", 2, layers, seed);
-        var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed, TimeLimit = budget };
+        var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed, TimeLimit = budget,
+            Schedule = cosine ? LearningRateSchedule.Cosine(0.0) : null };
         var result = VariationalTrainer.Fit(q, target, options, progress);
         return (result, Evaluation.EstimateElbo(q, target, 100_000));
     }
 
     /// <summary>The seed experiment once per seed: how the final KL after a fixed number of steps spreads over random streams.</summary>
-    private static int RunSeedSweep(int iterations, int layers, int batch, int threads, long firstSeed, long lastSeed, TimeSpan? budget = null)
+    private static int RunSeedSweep(int iterations, int layers, int batch, int threads, long firstSeed, long lastSeed, TimeSpan? budget = null, bool cosine = false)
     {
         var kls = new List<double>();
         for (long seed = firstSeed; seed <= lastSeed; seed++)
         {
-            var (result, estimate) = FitSeedExperiment(iterations, layers, batch, threads, seed, progress: null, budget);
+            var (result, estimate) = FitSeedExperiment(iterations, layers, batch, threads, seed, progress: null, budget, cosine);
             kls.Add(estimate.Kl!.Value); // the ring has an exact log Z
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"seed={seed} seconds={result.Elapsed.TotalSeconds:F2} steps={result.Iterations} kl={estimate.Kl:F4}±{estimate.StandardError:F4} (100,000 draws)"));

@@ -34,9 +34,9 @@ public sealed class PosteriorFitOptions
     public string Flow { get; set; } = "realnvp";
     public int FlowLayers { get; set; } = 6;
     public Dictionary<string, string>? FlowSettings { get; set; }
-    public int FlowIterations { get; set; } = 5_000;
+    public int FlowIterations { get; set; } = 11_000;
     public double FlowLearningRate { get; set; } = 1e-3;
-    public int FlowBatchSize { get; set; } = 256;
+    public int FlowBatchSize { get; set; } = 128;
 
     /// <summary>
     /// The flow stage's objective; null: the ELBO with sticking-the-landing gradients (one draw per point). A

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML.NormalizingFlows.Distributions;
+using Microsoft.ML.NormalizingFlows.Training.Optimizers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -82,7 +83,7 @@ public static class MaximumLikelihoodTrainer
             foreach (var row in rows)
             {
                 int it = ++processed;
-                double logLik = double.IsFinite(row[0]) && double.IsFinite(row[1]) ? row[0] : double.NaN;
+                double logLik = FlowOptimizer.WasAccepted(row[0], row[1]) ? row[0] : double.NaN;
                 trace[it - 1] = logLik;
                 if (double.IsFinite(logLik)) { consecutiveBad = 0; windowSum += logLik; windowCount++; }
                 else
@@ -116,10 +117,9 @@ public static class MaximumLikelihoodTrainer
                         $"{flowName} computes log q at data points without gradients (a numerical inverse), " +
                         "so it cannot be fitted by maximum likelihood. Use a flow with an analytic inverse (radial, mean-field, full-rank, or a coupling/autoregressive preset).");
                 loss.backward();
-                // Decided on the device, read at report intervals (see VariationalTrainer.Step).
-                var largest = optimizer.Gradients.abs().max();
-                var logLikelihood = loss.detach().neg().to(largest.dtype);
-                optimizer.Step(logLikelihood.isfinite().logical_and(largest.isfinite()));
+                // Decided on the device, read at report intervals.
+                var logLikelihood = loss.detach().neg().to(optimizer.Gradients.dtype);
+                var largest = optimizer.StepIfFinite(logLikelihood);
                 log.Add(torch.stack(new[] { logLikelihood, largest }));
             }
             completed = it;

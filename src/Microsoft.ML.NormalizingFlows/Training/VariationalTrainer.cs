@@ -200,7 +200,7 @@ public static class VariationalTrainer
     /// </summary>
     internal static (double Elbo, string? BadTerm) StepOutcome(double[] row)
     {
-        if (double.IsFinite(row[0]) && double.IsFinite(row[3])) return (row[0], null);
+        if (FlowOptimizer.WasAccepted(row[0], row[3])) return (row[0], null);
         string term = !double.IsFinite(row[1]) ? "log p̃ (target)"
             : !double.IsFinite(row[2]) ? "log q (flow)"
             : !double.IsFinite(row[0]) ? "the objective" : "gradient";
@@ -211,8 +211,7 @@ public static class VariationalTrainer
     /// One optimizer step inside its own dispose scope (no tensor outlives the step), with nothing read back to the
     /// host: whether the step is finite is decided on the device and masks the update (a rejected step changes
     /// neither parameters nor optimizer state), and the step's values go to <paramref name="log"/> for the trainer to
-    /// read at its next report interval. The finiteness test is one reduction over the flat gradient buffer:
-    /// max |g| is finite iff every entry is, and unlike a 2-norm it cannot overflow on large finite gradients.
+    /// read at its next report interval (<see cref="FlowOptimizer.StepIfFinite"/>).
     /// </summary>
     private static void Step(FlowDistribution q, Target target, VariationalObjective objective, FlowOptimizer optimizer,
         int batchSize, Generator generator, double? clipNorm, DeferredStepLog log, bool requireTargetGradient)
@@ -222,19 +221,10 @@ public static class VariationalTrainer
         var terms = objective.Compute(q, target, batchSize, generator);
         if (requireTargetGradient) RequireGradientThroughTarget(target, terms.LogP);
         terms.Loss.backward();
-        var gradients = optimizer.Gradients;
-        var largest = gradients.abs().max();
-        var elbo = terms.Elbo.detach().to(largest.dtype);
-        var accept = elbo.isfinite().logical_and(largest.isfinite());
-        if (clipNorm is double maxNorm)
-            gradients.mul_(ClipCoefficient(gradients, maxNorm)); // a rejected step's NaN makes no difference: it is not applied
-        optimizer.Step(accept);
+        var elbo = terms.Elbo.detach().to(optimizer.Gradients.dtype);
+        var largest = optimizer.StepIfFinite(elbo, clipNorm);
         var values = new List<Tensor> { elbo, terms.LogP.detach().sum().to(largest.dtype), terms.LogQ.detach().sum().to(largest.dtype), largest };
         if (terms.NonFiniteSamples is Tensor dropped) values.Add(dropped.to(largest.dtype));
         log.Add(torch.stack(values));
     }
-
-    /// <summary>PyTorch's clip_grad_norm_ rule on the device: min(1, maxNorm / (‖g‖₂ + 1e-6)).</summary>
-    internal static Tensor ClipCoefficient(Tensor gradients, double maxNorm) =>
-        gradients.norm().Plus(1e-6).reciprocal().mul_(S(maxNorm)).clamp_max_(S(1.0));
 }

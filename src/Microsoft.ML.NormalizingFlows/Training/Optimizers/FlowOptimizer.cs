@@ -26,13 +26,9 @@ public abstract class FlowOptimizer : IDisposable
     protected FlowOptimizer(IEnumerable<Parameter> parameters, double learningRate)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        Parameters = parameters.ToArray();
-        if (Parameters.Count == 0) throw new ArgumentException("The optimizer needs at least one parameter.", nameof(parameters));
-        Flat = new FlatParameters(Parameters);
+        Flat = new FlatParameters(parameters.ToArray()); // refuses an empty set
         LearningRate = learningRate;
     }
-
-    protected IReadOnlyList<Parameter> Parameters { get; }
 
     /// <summary>The parameters and gradients as two contiguous buffers.</summary>
     internal FlatParameters Flat { get; }
@@ -55,14 +51,7 @@ public abstract class FlowOptimizer : IDisposable
     };
 
     /// <summary>Updates the parameters from their gradients, without recording the update for autograd.</summary>
-    public void Step()
-    {
-        ObjectDisposedException.ThrowIf(disposed, this);
-        using var noGrad = torch.no_grad();
-        using var scope = torch.NewDisposeScope();
-        Steps++;
-        Update(null);
-    }
+    public void Step() => Apply(null);
 
     /// <summary>
     /// Applies the step only where <paramref name="accept"/> (a boolean scalar on the parameters' device) is true,
@@ -70,7 +59,30 @@ public abstract class FlowOptimizer : IDisposable
     /// gradients hold NaN. The bias corrections count this step as taken; call <see cref="Uncount"/> with the number of
     /// rejected steps once they are known (the trainer does at its report intervals), so the count catches up.
     /// </summary>
-    internal void Step(Tensor accept)
+    internal void Step(Tensor accept) => Apply(accept);
+
+    /// <summary>
+    /// A training step's update, decided on the device: applied iff <paramref name="value"/> (the step's objective)
+    /// and every gradient entry are finite, after clipping the gradients to <paramref name="clipNorm"/> when given
+    /// (PyTorch's clip_grad_norm_ rule, min(1, maxNorm / (‖g‖₂ + 1e-6))). Returns max |g|, which is finite iff every
+    /// entry is and, unlike a 2-norm, cannot overflow on large finite gradients; <see cref="WasAccepted"/> is the same
+    /// rule on the values read back.
+    /// </summary>
+    internal Tensor StepIfFinite(Tensor value, double? clipNorm = null)
+    {
+        var gradients = Flat.Gradients;
+        var largest = gradients.abs().max();
+        var accept = value.isfinite().logical_and(largest.isfinite());
+        if (clipNorm is double maxNorm) // a rejected step's NaN makes no difference: it is not applied
+            gradients.mul_(gradients.norm().Plus(1e-6).reciprocal().mul_(S(maxNorm)).clamp_max_(S(1.0)));
+        Step(accept);
+        return largest;
+    }
+
+    /// <summary>Whether <see cref="StepIfFinite"/> applied a step, from its value and max |g| read back to the host.</summary>
+    internal static bool WasAccepted(double value, double largestGradient) => double.IsFinite(value) && double.IsFinite(largestGradient);
+
+    private void Apply(Tensor? accept)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         using var noGrad = torch.no_grad();
@@ -86,11 +98,7 @@ public abstract class FlowOptimizer : IDisposable
     protected abstract void Update(Tensor? accept);
 
     /// <summary><paramref name="updated"/> where the step is accepted, else <paramref name="current"/>, written into <paramref name="current"/>.</summary>
-    protected static void Commit(Tensor current, Tensor updated, Tensor? accept)
-    {
-        if (accept is null) current.copy_(updated);
-        else current.copy_(torch.where(accept, updated, current));
-    }
+    protected static void Commit(Tensor current, Tensor updated, Tensor accept) => current.copy_(torch.where(accept, updated, current));
 
     /// <summary>Zeroes the gradients in place (they stay allocated, as views of the gradient buffer, for the next backward pass).</summary>
     public void ZeroGrad() => Flat.Gradients.zero_();

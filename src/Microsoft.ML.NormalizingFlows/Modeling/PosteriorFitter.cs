@@ -97,9 +97,9 @@ public static class PosteriorFitter
         // The best value and point, and whether a step has left the density's domain, live on the device: the loop
         // reads them back every ModeReadEvery steps (to stop early) instead of every step. Once a value is not finite
         // (stepped somewhere the density is not defined) no further step is applied, as if the loop had stopped there.
-        var best = torch.full(new long[] { 1 }, S(double.NegativeInfinity), dtype: ScalarType.Float64).DetachFromDisposeScope();
+        using var best = torch.full(new long[] { 1 }, S(double.NegativeInfinity), dtype: ScalarType.Float64).DetachFromDisposeScope();
         var bestZ = parameter.detach().clone().DetachFromDisposeScope();
-        var running = torch.ones(1, dtype: ScalarType.Bool).DetachFromDisposeScope();
+        using var running = torch.ones(1, dtype: ScalarType.Bool).DetachFromDisposeScope();
         for (int it = 0; it < o.ModeIterations && !cancellationToken.IsCancellationRequested; it++)
         {
             using (var scope = torch.NewDisposeScope())
@@ -120,8 +120,6 @@ public static class PosteriorFitter
             if ((it + 1) % ModeReadEvery == 0 && !running.item<bool>()) break;
         }
         double bestValue = best.item<double>();
-        best.Dispose();
-        running.Dispose();
         stages.Add(new PosteriorFitStage("mode", clock.Elapsed, double.NaN, double.IsFinite(bestValue) ? $"log p̃ at the mode {bestValue:F3}" : "no finite value: started at 0"));
         return bestZ.squeeze(0);
     }

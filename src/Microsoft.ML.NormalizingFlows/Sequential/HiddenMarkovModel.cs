@@ -5,23 +5,31 @@ namespace Microsoft.ML.NormalizingFlows.Sequential;
 
 /// <summary>
 /// The log-likelihood of a hidden Markov model by the forward algorithm, computed as a product tree over time:
-/// O(log T) rounds of batched S×S matrix products instead of T dependent steps. Everything is batched over leading
-/// dimensions (draws of the parameters) and differentiable.
+/// O(log T) rounds of batched S×S matrix products instead of T dependent steps, and its gradient by the
+/// forward–backward algorithm on the same tree. Everything is batched over leading dimensions (draws of the
+/// parameters) and differentiable.
 /// </summary>
 public static class HiddenMarkovModel
 {
     /// <summary>
     /// log p(y_1 … y_T) = log Σ over state paths of π(s_1) e_1(s_1) Π_t A(s_{t−1}, s_t) e_t(s_t).
-    /// The tree multiplies <i>scaled probability</i> matrices, exp(M − max M), with ordinary matrix products, and
-    /// keeps the scales' logs aside: a matrix product is one BLAS call where the log-semiring product
-    /// (<see cref="LogSemiring.Multiply"/>) is a broadcast sum and a log-sum-exp over an [S, S, S] tensor, about four
-    /// times dearer. The scales are constants of the value (log(Σ e^(x − c)) + c is the same for any c), so they are
-    /// detached, and the result equals the log-space forward algorithm; an entry more than ~700 nats below the
-    /// largest of its matrix underflows to 0, which changes the likelihood by less than e^−700 of itself.
+    /// <para>Value: the tree multiplies <i>scaled probability</i> matrices M_t = exp(log A + log e_t − max), rescaling every
+    /// product to a largest entry of 1 and keeping the scales' logs aside (an entry more than ~700 nats below the largest
+    /// of its matrix underflows to 0, which changes the likelihood by less than e^−700 of itself).</para>
+    /// <para>Gradient: not left to autograd, which would record every product of the tree. The derivatives of a log
+    /// partition function are expectations: ∂/∂log e_t(s) = P(s_t = s | y), ∂/∂log A(i, j) = Σ_t P(s_{t−1} = i, s_t = j | y),
+    /// ∂/∂log π(s) = P(s_1 = s | y). The backward pass walks the stored tree from the root down, giving every step
+    /// its forward vector (∝ α_{t−1}) and backward vector (∝ β_t) in O(log T) rounds, and forms the pairwise posteriors
+    /// ξ_t(i, j) ∝ α_{t−1}(i) M_t(i, j) β_t(j), each normalized to 1, so no scale needs tracking. (The gradient itself
+    /// is not differentiable again.)</para>
+    /// <para>Layout: time first and the draws last ([T, S, S, N]), so that every product, reduction and rescaling runs
+    /// over contiguous rows of N draws rather than over 2×2 blocks (libtorch's batched matrix product and its
+    /// reductions are slow on many tiny matrices).</para>
     /// </summary>
     /// <param name="logInitial">log π, [..., S].</param>
     /// <param name="logTransition">log A (rows: from, columns: to), [..., S, S].</param>
     /// <param name="logEmission">log e_t(s) = log p(y_t | state s), [..., T, S].</param>
+    /// <returns>The log-likelihood, shaped as the broadcast of the three inputs' leading dimensions.</returns>
     public static Tensor LogLikelihood(Tensor logInitial, Tensor logTransition, Tensor logEmission)
     {
         ArgumentNullException.ThrowIfNull(logInitial);
@@ -35,37 +43,159 @@ public static class HiddenMarkovModel
         if (logEmission.dim() < 2 || logEmission.shape[^1] != states || logEmission.shape[^2] == 0)
             throw new ArgumentException($"logEmission must be [..., T ≥ 1, {states}]; got [{string.Join(", ", logEmission.shape)}].", nameof(logEmission));
         long steps = logEmission.shape[^2];
-        var firstAndRest = logEmission.split(new long[] { 1, steps - 1 }, -2);
-        var first = logInitial.Plus(firstAndRest[0].squeeze(-2)); // α_1, [..., S]
-        var firstShift = first.amax(new long[] { -1 }, keepdim: true).detach();
-        var start = (first - firstShift).exp().unsqueeze(-2); // [..., 1, S]
-        if (steps == 1) return start.sum(new long[] { -2, -1 }).log().Plus(firstShift.squeeze(-1));
+        var batch = BroadcastBatch(logInitial.shape[..^1], logTransition.shape[..^2], logEmission.shape[..^2]);
+        long draws = batch.Aggregate(1L, (x, y) => x * y);
+        // One flat batch of N draws for the tree (autograd sums the gradients of broadcast inputs back to their shapes).
+        var pi = logInitial.expand(batch.Append(states).ToArray()).reshape(draws, states);
+        var a = logTransition.expand(batch.Concat(new[] { states, states }).ToArray()).reshape(draws, states, states);
+        var e = logEmission.expand(batch.Concat(new[] { steps, states }).ToArray()).reshape(draws, steps, states);
+        return ForwardAlgorithm.apply(pi, a, e).reshape(batch);
+    }
 
-        // M_t(i, j) = log A(i, j) + log e_t(j) for t = 2 … T: [..., T − 1, S, S], scaled to a largest entry of 1.
-        var chain = logTransition.unsqueeze(-3).Plus(firstAndRest[1].unsqueeze(-2));
-        var shift = chain.amax(new long[] { -2, -1 }, keepdim: true).detach();
-        var product = (chain - shift).exp();
-        var logScales = new List<Tensor> { shift.sum(new long[] { -3, -2, -1 }) };
-        while (product.shape[^3] > 1)
+    /// <summary>The forward algorithm as one autograd node (see <see cref="LogLikelihood"/>).</summary>
+    private sealed class ForwardAlgorithm : torch.autograd.SingleTensorFunction<ForwardAlgorithm>
+    {
+        public override string Name => "HiddenMarkovModel.LogLikelihood";
+
+        public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
         {
-            long count = product.shape[^3], pairs = count / 2;
-            Tensor? last = null;
-            if (count % 2 == 1)
+            var (pi, a, e) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
+            var emission = e.permute(1, 2, 0).contiguous();   // [T, S, N]
+            var transition = a.permute(1, 2, 0).contiguous(); // [S, S, N]
+            var first = pi.t().Plus(emission[0]);             // log α_1, [S, N]
+            var firstShift = first.amax(new long[] { 0 }, keepdim: true);
+            var start = first.sub_(firstShift).exp_();        // α_1 scaled to a largest entry of 1
+            var logScale = firstShift.squeeze(0);             // [N]
+            var saved = new List<Tensor> { start };
+            long steps = emission.shape[0];
+            if (steps == 1)
             {
-                var split = product.split(new long[] { count - 1, 1 }, -3);
-                (product, last) = (split[0], split[1]);
+                ctx.save_for_backward(saved);
+                return start.sum(new long[] { 0 }).log_().add_(logScale, S(1));
             }
-            // unbind (not select/narrow): autograd joins the two halves' gradients with one stack.
-            var paired = product.unflatten(product.dim() - 3, new long[] { pairs, 2 }).unbind(-3);
-            var next = paired[0].matmul(paired[1]);
-            // Rescale to a largest entry of 1 (kept ≥ 1e-300 so that a matrix that underflowed whole stays 0, not NaN).
-            var rescale = next.amax(new long[] { -2, -1 }, keepdim: true).clamp_min(S(1e-300)).detach();
-            logScales.Add(rescale.log().sum(new long[] { -3, -2, -1 }));
-            next = next / rescale;
-            product = last is null ? next : torch.cat(new[] { next, last }, -3);
+            // M_t(i, j) = A(i, j) e_t(j) for t = 2 … T, each scaled to a largest entry of 1: [T − 1, S, S, N]. Its largest
+            // log entry is max_j (log e_t(j) + max_i log A(i, j)), so the two factors are exponentiated apart (S² + T·S
+            // exponentials instead of T·S²): exp(log A − column max) has a largest entry of 1 in every column, and
+            // exp(log e_t + column max − shift_t) a largest entry of 1 at the column where M_t's largest is.
+            // A state no state moves to (a column of log 0 = −∞, e.g. a start state) must give exp(−∞ − 0) = 0, not NaN.
+            var columnMax = transition.amax(new long[] { 0 }, keepdim: true).nan_to_num_(0, 0, 0); // [1, S, N]
+            var scaledTransition = (transition - columnMax).exp_();                            // [S, S, N]
+            var later = emission.narrow(0, 1, steps - 1).Plus(columnMax);                      // [T − 1, S, N]
+            var shift = later.amax(new long[] { 1 }, keepdim: true);                           // [T − 1, 1, N]
+            logScale = logScale.Plus(shift.sum(new long[] { 0, 1 }));
+            var level = scaledTransition.unsqueeze(0) * later.sub_(shift).exp_().unsqueeze(1);
+            saved.Add(level);
+            while (level.shape[0] > 1)
+            {
+                long count = level.shape[0], pairs = count / 2;
+                var halves = level.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).unbind(1);
+                var product = MatrixProduct(halves[0], halves[1]);
+                // Kept ≥ 1e-300 so that a product that underflowed whole stays 0, not NaN.
+                var rescale = product.amax(new long[] { 1, 2 }, keepdim: true).clamp_min_(S(1e-300));
+                logScale = logScale.Plus(rescale.log().sum(new long[] { 0, 1, 2 }));
+                product.mul_(rescale.reciprocal_());
+                level = count % 2 == 0 ? product : torch.cat(new[] { product, level.narrow(0, count - 1, 1) }, 0);
+                saved.Add(level);
+            }
+            ctx.save_for_backward(saved);
+            // α̃_1ᵀ P 1 for the root P.
+            return (start.unsqueeze(1) * level[0]).sum(new long[] { 0, 1 }).log_().add_(logScale, S(1));
         }
-        var logScale = torch.stack(logScales, -1).sum(-1);
-        var total = start.matmul(product.squeeze(-3)).sum(new long[] { -2, -1 }); // π̃ᵀ P 1
-        return total.log().Plus(firstShift.squeeze(-1)).Plus(logScale);
+
+        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad)
+        {
+            var levels = ctx.get_saved_variables();
+            var start = levels[0];                                           // [S, N]
+            long states = start.shape[0], draws = start.shape[1];
+            var forwardVector = Normalized(start.clone()).unsqueeze(0);      // entering the root: α_1, [1, S, N]
+            if (levels.Count == 1)
+            {
+                var posterior = forwardVector.squeeze(0) * grad;            // P(s_1 | y) · ∂L/∂ℓ, [S, N]
+                return new List<Tensor> { posterior.t(), torch.zeros(draws, states, states, dtype: start.dtype, device: start.device), posterior.t().unsqueeze(1) };
+            }
+            var backwardVector = torch.ones_like(forwardVector);             // leaving the root: 1
+            // From the root down: a left child is entered as its parent is and left through its right sibling; a right
+            // child is entered through its left sibling and left as its parent is. A level's odd last node was carried up
+            // unchanged, and so are its vectors.
+            for (int l = levels.Count - 2; l >= 1; l--)
+            {
+                var level = levels[l];
+                long count = level.shape[0], pairs = count / 2;
+                var halves = level.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).unbind(1);
+                var parentIn = forwardVector.narrow(0, 0, pairs);
+                var parentOut = backwardVector.narrow(0, 0, pairs);
+                var rightIn = Normalized(VectorMatrix(parentIn, halves[0]));   // f P_left, [pairs, S, N]
+                var leftOut = Normalized(MatrixVector(halves[1], parentOut));  // P_right r
+                var nextIn = torch.stack(new[] { parentIn, rightIn }, 1).flatten(0, 1);
+                var nextOut = torch.stack(new[] { leftOut, parentOut }, 1).flatten(0, 1);
+                if (count % 2 == 1)
+                {
+                    nextIn = torch.cat(new[] { nextIn, forwardVector.narrow(0, pairs, 1) }, 0);
+                    nextOut = torch.cat(new[] { nextOut, backwardVector.narrow(0, pairs, 1) }, 0);
+                }
+                (forwardVector, backwardVector) = (nextIn, nextOut);
+            }
+            // ξ_t(i, j) ∝ α_{t−1}(i) M_t(i, j) β_t(j), normalized per step: [T − 1, S, S, N].
+            var pairwise = forwardVector.unsqueeze(2) * levels[1] * backwardVector.unsqueeze(1);
+            pairwise.div_(pairwise.sum(new long[] { 1, 2 }, keepdim: true).clamp_min_(S(1e-300))).mul_(grad);
+            var firstPosterior = pairwise[0].sum(1);                         // P(s_1 | y), [S, N]
+            var laterPosteriors = pairwise.sum(1);                           // P(s_t | y), t = 2 … T, [T − 1, S, N]
+            var gradEmission = torch.cat(new[] { firstPosterior.unsqueeze(0), laterPosteriors }, 0).permute(2, 0, 1);
+            return new List<Tensor> { firstPosterior.t(), pairwise.sum(new long[] { 0 }).permute(2, 0, 1), gradEmission };
+        }
+
+        private static Tensor Normalized(Tensor vectors) => vectors.mul_(vectors.sum(-2, keepdim: true).clamp_min_(S(1e-300)).reciprocal_());
+
+        // The products below are unrolled over the S terms of the inner sum: S multiply–adds over whole [K, S, S, N] tensors
+        // ran faster than one broadcast product with a sum over a middle dimension, and than batched matrix products.
+
+        /// <summary>C = L R for matrices [K, S, S, N] (draws last): C(·, j) = Σ_k L(·, k) R(k, j).</summary>
+        private static Tensor MatrixProduct(Tensor left, Tensor right)
+        {
+            var columns = left.unsqueeze(3).unbind(2);  // L(·, k): [K, S, 1, N]
+            var rows = right.unsqueeze(1).unbind(2);    // R(k, ·): [K, 1, S, N]
+            var product = columns[0] * rows[0];
+            for (int k = 1; k < columns.Length; k++) product.addcmul_(columns[k], rows[k], S(1));
+            return product;
+        }
+
+        /// <summary>Row vectors times matrices: (f P)(j) = Σ_i f(i) P(i, j), f [K, S, N], P [K, S, S, N].</summary>
+        private static Tensor VectorMatrix(Tensor vectors, Tensor matrices)
+        {
+            var entries = vectors.unsqueeze(2).unbind(1); // f(i): [K, 1, N]
+            var rows = matrices.unbind(1);                // P(i, ·): [K, S, N]
+            var result = rows[0] * entries[0];
+            for (int i = 1; i < rows.Length; i++) result.addcmul_(rows[i], entries[i], S(1));
+            return result;
+        }
+
+        /// <summary>Matrices times column vectors: (P r)(i) = Σ_j P(i, j) r(j), P [K, S, S, N], r [K, S, N].</summary>
+        private static Tensor MatrixVector(Tensor matrices, Tensor vectors)
+        {
+            var entries = vectors.unsqueeze(2).unbind(1); // r(j): [K, 1, N]
+            var columns = matrices.unbind(2);             // P(·, j): [K, S, N]
+            var result = columns[0] * entries[0];
+            for (int j = 1; j < columns.Length; j++) result.addcmul_(columns[j], entries[j], S(1));
+            return result;
+        }
+    }
+
+    private static long[] BroadcastBatch(long[] initial, long[] transition, long[] emission)
+    {
+        int rank = Math.Max(initial.Length, Math.Max(transition.Length, emission.Length));
+        var batch = new long[rank];
+        for (int i = 1; i <= rank; i++)
+        {
+            long size = 1;
+            foreach (var (shape, name) in new[] { (initial, "logInitial"), (transition, "logTransition"), (emission, "logEmission") })
+            {
+                long dim = i <= shape.Length ? shape[^i] : 1;
+                if (dim != 1 && size != 1 && dim != size)
+                    throw new ArgumentException($"The leading (batch) dimensions of logInitial [{string.Join(", ", initial)}], logTransition [{string.Join(", ", transition)}] and logEmission [{string.Join(", ", emission)}] do not broadcast.", name);
+                if (dim != 1) size = dim;
+            }
+            batch[rank - i] = size;
+        }
+        return batch;
     }
 }

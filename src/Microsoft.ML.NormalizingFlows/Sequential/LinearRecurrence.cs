@@ -13,15 +13,16 @@ public static class LinearRecurrence
 {
     /// <summary>
     /// x_t for t = 1 … T, with x_0 = <paramref name="initial"/> (zero when null).
-    /// Work-efficient odd–even recursion: neighbouring steps are composed in pairs, (a, b)(a′, b′) = (a′a, a′b + b′),
-    /// which halves the series; the half-length series is solved the same way, giving x at every second step, and
-    /// each step in between takes one multiply–add from its predecessor. The total work is about 2T multiply–adds
-    /// over ⌈log₂T⌉ levels. (A doubling scan, Hillis–Steele, has the same depth but touches all T elements on every
-    /// level, T log T in all, and its cost then grew almost linearly in T.) Pairs are split with unbind/split
-    /// rather than index views, so that autograd's backward joins the gradient pieces with one stack/cat instead of
-    /// filling a zero tensor per view.
+    /// Within chunks of <see cref="ChunkLength"/> steps the recursion has a closed form, x_c = P_c (x_start + Σ_{s ≤ c} b_s / P_s)
+    /// with P_c = a_1 ⋯ a_c: one cumulative product, one cumulative sum and three multiplications for every chunk at
+    /// once. The chunks' end values follow the same kind of recursion with coefficient P_C, solved the same way (a
+    /// level per factor of C in T: three levels for T ≤ 4,096), and are carried back into the chunks by one
+    /// multiply–add. O(T) work in about ten whole-tensor operations per level. The gradient is not left to autograd
+    /// (which would record every one of those operations): the adjoint of a linear recurrence is the same recurrence
+    /// run backwards, g_t = ∂L/∂x_t + a_{t+1} g_{t+1}, so the backward pass is one more solve plus ∂L/∂b_t = g_t,
+    /// ∂L/∂a_t = g_t x_{t−1} and ∂L/∂x_0 = a_1 g_1. (The gradient itself is not differentiable again.)
     /// </summary>
-    /// <param name="a">Coefficients a_t, [..., T] (broadcast against <paramref name="b"/>).</param>
+    /// <param name="a">Coefficients a_t, [..., T] (broadcast against <paramref name="b"/>); [..., 1] for one coefficient per series.</param>
     /// <param name="b">Offsets b_t, [..., T].</param>
     /// <param name="initial">x_0, [...] (the shape of one time slice), or null for 0.</param>
     public static Tensor Scan(Tensor a, Tensor b, Tensor? initial = null)
@@ -35,88 +36,93 @@ public static class LinearRecurrence
         if (initial is not null && !Broadcastable(initial.shape, both[1].shape[..^1]))
             throw new ArgumentException($"initial [{string.Join(", ", initial.shape)}] must broadcast to one time slice [{string.Join(", ", both[1].shape[..^1])}].", nameof(initial));
         var (coefficient, offset) = (both[0], both[1]);
-        long steps = offset.shape[^1];
-        if (steps == 0) return offset;
+        if (offset.shape[^1] == 0) return offset;
+        // A coefficient constant in time (AR(1), GARCH's β, exponential smoothing) stays [..., 1]: its powers are computed
+        // once per chunk length, not once per step. The shapes alone decide, so no value is read back from the device.
+        if (a.dim() == 0 || a.shape[^1] == 1) coefficient = coefficient.narrow(-1, 0, 1);
         var startValue = initial is null ? null : torch.broadcast_to(initial, offset.shape[..^1]);
-        // A coefficient constant in time (AR(1), GARCH's β, exponential smoothing) is the common case and has a cheaper,
-        // constant-depth solution; the shapes alone decide, so no value is read back from the device.
-        if (a.dim() == 0 || a.shape[^1] == 1) return ConstantCoefficient(coefficient.narrow(-1, 0, 1), offset, startValue);
-        if (startValue is not null)
-        {
-            // Fold x_0 into the first offset, b′_1 = b_1 + a_1 x_0, so that the recursion starts from zero.
-            var head = offset.split(new long[] { 1, steps - 1 }, -1);
-            var firstCoefficient = coefficient.narrow(-1, 0, 1);
-            offset = torch.cat(new[] { torch.addcmul(head[0], firstCoefficient, startValue.unsqueeze(-1), S(1)), head[1] }, -1);
-        }
-        return FromZero(coefficient, offset);
+        return RecurrenceFunction.apply(coefficient, offset, startValue!);
     }
 
-    /// <summary>Series up to this length are solved by one matrix product; longer ones in chunks of this length.</summary>
-    private const long ChunkLength = 32;
+    /// <summary>Steps per chunk: the chunk's products P_c must stay within float64's range for every |a| ≥ <see cref="SmallestCoefficient"/>.</summary>
+    private const long ChunkLength = 16;
 
     /// <summary>
-    /// x_t = a x_{t−1} + b_t with one a per series ([..., 1]): x_t = Σ_{s ≤ t} a^(t−s) b_s + a^t x_0, a product with a
-    /// lower-triangular Toeplitz matrix of powers. Within chunks of <see cref="ChunkLength"/> steps that matrix is
-    /// applied to every chunk by one batched matrix product; the chunks' end values follow the same recursion with
-    /// coefficient a^C, solved the same way, and are carried into the chunks by one multiply–add. About twenty
-    /// tensor operations whatever T (up to C³ = 32,768 steps at depth three), and C multiply–adds per element.
-    /// Powers come from a running product (cumprod), so zero and negative coefficients are exact.
+    /// Coefficients smaller in magnitude are computed as ±1e-16 (so that 1/P_c is finite; P_c ≥ 1e-256 over a chunk): x_t then
+    /// differs from the exact value by at most 1e-16 |b_{t−1}|, below float64's resolution of x_t whenever |x_t| ≳ |b_{t−1}|.
+    /// The gradient uses the coefficients as given.
     /// </summary>
-    private static Tensor ConstantCoefficient(Tensor a, Tensor b, Tensor? initial)
+    private const double SmallestCoefficient = 1e-16;
+
+    /// <summary>The recursion as one autograd node: the forward solve, and the backward as the reversed solve.</summary>
+    private sealed class RecurrenceFunction : torch.autograd.SingleTensorFunction<RecurrenceFunction>
     {
-        long steps = b.shape[^1];
-        long length = Math.Min(steps, ChunkLength);
-        // a^1 … a^length, [..., length].
-        var powers = a.expand(a.shape[..^1].Append(length).ToArray()).cumprod(-1);
-        // Toeplitz L[t, s] = a^(t − s) for t ≥ s, else 0: windows of [0 … 0, 1, a, a², …] read backwards.
-        var lead = powers.shape[..^1];
-        var zeros = torch.zeros(lead.Append(length - 1).ToArray(), dtype: b.dtype, device: b.device);
-        var ones = torch.ones(lead.Append(1L).ToArray(), dtype: b.dtype, device: b.device);
-        var padded = torch.cat(new[] { zeros, ones, powers.narrow(-1, 0, length - 1) }, -1); // [..., 2·length − 1]
-        var toeplitz = padded.unfold(-1, length, 1).flip(-1);                                   // [..., length, length]
-        if (steps <= ChunkLength)
+        public override string Name => "LinearRecurrence";
+
+        public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
         {
-            var x = toeplitz.matmul(b.unsqueeze(-1)).squeeze(-1);
-            return initial is null ? x : torch.addcmul(x, powers, initial.unsqueeze(-1), S(1));
+            var (a, b, x0) = ((Tensor)vars[0], (Tensor)vars[1], vars[2] as Tensor);
+            var x = Solve(a, b, x0);
+            ctx.save_for_backward(new List<Tensor> { a.detach(), x.detach(), x0?.detach()! });
+            return x;
         }
-        long chunks = (steps + ChunkLength - 1) / ChunkLength;
-        var padding = chunks * ChunkLength - steps; // zeros after the end change nothing before it
-        var blocks = (padding == 0 ? b : torch.nn.functional.pad(b, new long[] { 0, padding }))
-            .unflatten(b.dim() - 1, new long[] { chunks, ChunkLength });                        // [..., K, C]
-        var local = blocks.matmul(toeplitz.transpose(-1, -2));                                  // each chunk from x = 0
-        // The value at each chunk's end: X_k = a^C X_{k−1} + local_k(C), X_{−1} = x_0.
-        var ends = ConstantCoefficient(powers.narrow(-1, ChunkLength - 1, 1), local.select(-1, ChunkLength - 1), initial);
-        var before = initial is null
-            ? torch.nn.functional.pad(ends, new long[] { 1, -1 })
-            : torch.cat(new[] { initial.unsqueeze(-1), ends.narrow(-1, 0, chunks - 1) }, -1); // X_{k−1}, [..., K]
-        var full = torch.addcmul(local, powers.unsqueeze(-2), before.unsqueeze(-1), S(1));      // + a^(c+1) X_{k−1}
-        var flat = full.flatten(-2);
-        return padding == 0 ? flat : flat.narrow(-1, 0, steps);
+
+        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad)
+        {
+            var saved = ctx.get_saved_variables();
+            var (a, x) = (saved[0], saved[1]);
+            var x0 = saved.Count > 2 && saved[2] is { IsInvalid: false } s ? s : null;
+            long steps = x.shape[^1];
+            bool constant = a.shape[^1] == 1;
+            // g_t = G_t + a_{t+1} g_{t+1}, g_T = G_T: in reversed time a recursion from zero whose coefficient at reversed step k
+            // is a_{T−k+1} (the first is never used; 1 keeps the chunk products tame).
+            var reversedCoefficient = constant ? a : torch.nn.functional.pad(a.flip(-1), new long[] { 1, -1 }, value: 1);
+            var g = Solve(reversedCoefficient, grad.flip(-1), null).flip(-1);
+            var previous = x0 is null
+                ? torch.nn.functional.pad(x, new long[] { 1, -1 })
+                : torch.cat(new[] { x0.unsqueeze(-1), x.narrow(-1, 0, steps - 1) }, -1); // x_{t−1}
+            var gradA = g * previous;
+            if (constant) gradA = gradA.sum(-1, keepdim: true);
+            var gradX0 = x0 is null ? null : g.select(-1, 0) * a.select(-1, 0);
+            return new List<Tensor> { gradA, g, gradX0! };
+        }
     }
 
-    /// <summary>The recursion from x_0 = 0 (see <see cref="Scan"/>).</summary>
-    private static Tensor FromZero(Tensor a, Tensor b)
+    /// <summary>x for coefficients a ([..., T] or [..., 1]), offsets b ([..., T]) and x_0 ([...] or null), without autograd.</summary>
+    private static Tensor Solve(Tensor a, Tensor b, Tensor? x0)
     {
+        // float64 inside whatever the caller's type: chunk products of 16 small coefficients leave float32's range.
+        var type = b.dtype;
+        if (type != ScalarType.Float64)
+            return Solve(a.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64), x0?.to_type(ScalarType.Float64)).to_type(type);
         long steps = b.shape[^1];
-        if (steps == 1) return b;
-        long pairs = steps / 2;
-        Tensor? lastA = null, lastB = null;
-        if (steps % 2 == 1)
+        bool constant = a.shape[^1] == 1;
+        long length = Math.Min(steps, ChunkLength), chunks = (steps + length - 1) / length, padding = chunks * length - steps;
+        var safe = a.abs().clamp_min_(S(SmallestCoefficient)).copysign_(a); // ±1e-16 with a's sign (and a zero's)
+        // Zeros after the end change nothing before it; a coefficient of 1 there keeps the products finite.
+        Tensor products; // P_c within each chunk: [..., K, C], or [..., 1, C] for a constant coefficient
+        if (constant) products = safe.expand(safe.shape[..^1].Append(length).ToArray()).cumprod(-1).unsqueeze(-2);
+        else
         {
-            var splitA = a.split(new long[] { steps - 1, 1 }, -1);
-            var splitB = b.split(new long[] { steps - 1, 1 }, -1);
-            (a, lastA, b, lastB) = (splitA[0], splitA[1], splitB[0], splitB[1]);
+            var padded = padding == 0 ? safe : torch.nn.functional.pad(safe, new long[] { 0, padding }, value: 1);
+            products = padded.unflatten(padded.dim() - 1, new long[] { chunks, length }).cumprod(-1);
         }
-        long timeDim = b.dim() - 1; // TorchSharp's unflatten wants a non-negative dim
-        var pairA = a.unflatten(timeDim, new long[] { pairs, 2 }).unbind(-1); // (a_{2k−1}, a_{2k}) in 1-based steps
-        var pairB = b.unflatten(timeDim, new long[] { pairs, 2 }).unbind(-1);
-        // x at the second step of each pair, from the composed pairs (a′a, a′b + b′).
-        var ends = FromZero(pairA[1] * pairA[0], torch.addcmul(pairB[1], pairA[1], pairB[0], S(1)));
-        // x at the first step of each pair: a x_(previous pair's end) + b, with x = 0 before the first pair.
-        var previousEnds = torch.nn.functional.pad(ends, new long[] { 1, -1 });
-        var starts = torch.addcmul(pairB[0], pairA[0], previousEnds, S(1));
-        var x = torch.stack(new[] { starts, ends }, -1).flatten(-2);
-        return lastA is null ? x : torch.cat(new[] { x, torch.addcmul(lastB!, lastA, ends.narrow(-1, pairs - 1, 1), S(1)) }, -1);
+        var blocks = (padding == 0 ? b : torch.nn.functional.pad(b, new long[] { 0, padding }))
+            .unflatten(b.dim() - 1, new long[] { chunks, length });                                  // [..., K, C]
+        var local = (blocks * products.reciprocal()).cumsum(-1).mul_(products);                    // each chunk from x = 0
+        Tensor before;                                                                              // x just before each chunk, [..., K]
+        if (chunks == 1) before = x0 is null ? torch.zeros_like(local.select(-1, 0)) : x0.unsqueeze(-1);
+        else
+        {
+            // The chunks' end values: X_k = P_C(k) X_{k−1} + local_k(C), X_0 = x_0.
+            var endCoefficient = products.select(-1, length - 1);                                  // [..., K] or [..., 1]
+            var ends = Solve(endCoefficient, local.select(-1, length - 1), x0);
+            before = x0 is null
+                ? torch.nn.functional.pad(ends, new long[] { 1, -1 })
+                : torch.cat(new[] { x0.unsqueeze(-1), ends.narrow(-1, 0, chunks - 1) }, -1);
+        }
+        var x = local.addcmul_(products, before.unsqueeze(-1), S(1)).flatten(-2);
+        return padding == 0 ? x : x.narrow(-1, 0, steps);
     }
 
     private static bool Broadcastable(long[] x, long[] y)

@@ -60,8 +60,8 @@ public sealed class ParallelScanTests
     [DataRow(2_100L)]
     public void AConstantCoefficientTakesTheChunkedPathAndStillEqualsTheLoop(long steps)
     {
-        // One coefficient per series ([4, 1]), including a zero and a negative one, which powers by division would break;
-        // 2,100 steps need two levels of chunks (66 chunks of 32, then 3).
+        // One coefficient per series ([4, 1]), including a zero and a negative one, which the chunk products' reciprocals
+        // would break unguarded; 2,100 steps need three levels of chunks (132 chunks of 16, then 9).
         var a = torch.tensor(new[] { 0.97, -0.6, 0.0, 0.3 }, ScalarType.Float64).unsqueeze(1).requires_grad_();
         var b = Random(6, 4, steps).requires_grad_();
         var x0 = Random(7, 4).requires_grad_();
@@ -76,6 +76,74 @@ public sealed class ParallelScanTests
         var shared = torch.tensor(new[] { 0.8 }, ScalarType.Float64);
         var batch = Random(9, 2, 4, steps);
         AssertClose(SequentialRecurrence(shared.expand(2, 4, steps), batch, null), LinearRecurrence.Scan(shared, batch), 1e-10, "shared a, x_0 = 0");
+    }
+
+    [TestMethod]
+    public void TimeVaryingCoefficientsWithZerosAndGrowthStillEqualTheLoop()
+    {
+        // Exact zeros (a reset), a stretch with |a| > 1 (growth) and tiny coefficients, in one series of 300 steps.
+        long steps = 300;
+        var values = new double[3 * steps];
+        var random = new Random(11);
+        for (int i = 0; i < values.Length; i++)
+            values[i] = (i % 37) switch { 0 => 0.0, 1 => -0.0, 2 => 1e-20, 3 => -3e-17, _ => (i / 100) % 3 == 1 ? 1.02 + 0.05 * random.NextDouble() : 1.6 * random.NextDouble() - 0.8 };
+        var a = torch.tensor(values, ScalarType.Float64).reshape(3, steps).requires_grad_();
+        var b = Random(12, 3, steps).requires_grad_();
+        var x0 = Random(13, 3).requires_grad_();
+        var w = Random(14, 3, steps);
+        var scanned = LinearRecurrence.Scan(a, b, x0);
+        var looped = SequentialRecurrence(a, b, x0);
+        AssertClose(looped, scanned, 1e-10, "x_t");
+        var gradScan = torch.autograd.grad(new[] { (scanned * w).sum() }, new[] { a, b, x0 });
+        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, new[] { a, b, x0 });
+        for (int i = 0; i < 3; i++) AssertClose(gradLoop[i], gradScan[i], 1e-10, $"gradient {i}");
+    }
+
+    [TestMethod]
+    public void GradientsReachBroadcastInputsAndFloat32StaysFloat32()
+    {
+        // A coefficient shared by every series ([1]), an initial value shared too ([]), offsets [2, 3, T]: autograd sums
+        // the per-series gradients back to the inputs' shapes.
+        long steps = 50;
+        var a = torch.tensor(new[] { 0.9 }, ScalarType.Float64).requires_grad_();
+        var x0 = torch.tensor(0.5, ScalarType.Float64).requires_grad_();
+        var b = Random(15, 2, 3, steps).requires_grad_();
+        var w = Random(16, 2, 3, steps);
+        var scanned = LinearRecurrence.Scan(a, b, x0);
+        var looped = SequentialRecurrence(a.expand(2, 3, steps), b, x0.expand(2, 3));
+        AssertClose(looped, scanned, 1e-10, "x_t");
+        var gradScan = torch.autograd.grad(new[] { (scanned * w).sum() }, new[] { a, b, x0 });
+        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, new[] { a, b, x0 });
+        for (int i = 0; i < 3; i++) AssertClose(gradLoop[i], gradScan[i], 1e-10, $"gradient {i}");
+
+        var single = LinearRecurrence.Scan(a.detach().to_type(ScalarType.Float32), b.detach().to_type(ScalarType.Float32), x0.detach().to_type(ScalarType.Float32));
+        Assert.AreEqual(ScalarType.Float32, single.dtype);
+        AssertClose(looped.detach(), single.to_type(ScalarType.Float64), 1e-5, "float32 x_t");
+    }
+
+    [TestMethod]
+    public void TheScansOperationCountGrowsWithLevelsNotSteps()
+    {
+        // Forward and backward of one scan: a few whole-tensor operations per level of chunks (16 steps each), whatever T.
+        // A loop would create about 3 tensors per step, i.e. thousands here.
+        var statistics = TorchSharp.DisposeScopeManager.Statistics;
+        long Created(long steps, bool constant)
+        {
+            var a = (constant ? torch.full(4, 1, 0.9, ScalarType.Float64) : Random(17, 4, steps).tanh()).requires_grad_();
+            var b = Random(18, 4, steps).requires_grad_();
+            long before = statistics.CreatedInScopeCount + statistics.CreatedOutsideScopeCount;
+            using (var scope = torch.NewDisposeScope())
+                (LinearRecurrence.Scan(a, b, torch.zeros(4, dtype: ScalarType.Float64)) * 1.5).sum().backward();
+            return statistics.CreatedInScopeCount + statistics.CreatedOutsideScopeCount - before;
+        }
+        foreach (bool constant in new[] { true, false })
+        {
+            long shortSeries = Created(200, constant), longSeries = Created(4_000, constant); // 2 and 3 levels
+            // Measured 2026-11-30: 81 → 109 tensors (constant a) and 79 → 105 (time-varying a).
+            Assert.IsTrue(longSeries <= 125, $"constant {constant}: {longSeries} tensors for T = 4,000 (budget 125)");
+            Assert.IsTrue(longSeries >= 60, $"constant {constant}: {longSeries} tensors: the count no longer measures the scan");
+            Assert.IsTrue(longSeries - shortSeries <= 35, $"constant {constant}: one more level cost {longSeries - shortSeries} tensors");
+        }
     }
 
     [TestMethod]
@@ -149,6 +217,70 @@ public sealed class ParallelScanTests
         var gradLoop = torch.autograd.grad(new[] { looped.sum() }, new[] { logits, longEmission }, retain_graph: true); // log_softmax is shared by both graphs
         var gradTree = torch.autograd.grad(new[] { tree.sum() }, new[] { logits, longEmission });
         for (int i = 0; i < 2; i++) AssertClose(gradLoop[i], gradTree[i], 1e-10, $"gradient {i}");
+    }
+
+    private static torch.Tensor ForwardLoop(torch.Tensor logInitial, torch.Tensor logTransition, torch.Tensor logEmission)
+    {
+        var alpha = logInitial + logEmission.select(-2, 0);
+        for (long t = 1; t < logEmission.shape[^2]; t++) alpha = torch.logsumexp(alpha.unsqueeze(-1) + logTransition, -2) + logEmission.select(-2, t);
+        return torch.logsumexp(alpha, -1);
+    }
+
+    [TestMethod]
+    [DataRow(1L)]
+    [DataRow(2L)]
+    [DataRow(3L)]
+    [DataRow(37L)]
+    public void TheHmmGradientReachesSharedParametersAndEveryInput(long steps)
+    {
+        // π and A shared by every draw ([S], [S, S]) against emissions per draw [2, 3, T, S]: the posteriors the backward
+        // pass forms are summed back over the draws; every input's gradient equals the loop's, down to T = 1.
+        const int states = 3;
+        var logInitial = torch.nn.functional.log_softmax(Random(21, states), 0).detach().requires_grad_();
+        var logTransition = torch.nn.functional.log_softmax(Random(22, states, states), 1).detach().requires_grad_();
+        var logEmission = (Random(23, 2, 3, steps, states) * 2).requires_grad_();
+        var w = Random(24, 2, 3);
+        var tree = HiddenMarkovModel.LogLikelihood(logInitial, logTransition, logEmission);
+        var looped = ForwardLoop(logInitial, logTransition, logEmission);
+        AssertClose(looped, tree, 1e-10, "log-likelihood");
+        var inputs = new[] { logInitial, logTransition, logEmission };
+        var gradTree = torch.autograd.grad(new[] { (tree * w).sum() }, inputs);
+        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, inputs, allow_unused: true);
+        for (int i = 0; i < 3; i++)
+            AssertClose(gradLoop[i] is null || gradLoop[i].IsInvalid ? torch.zeros_like(inputs[i]) : gradLoop[i], gradTree[i], 1e-10, $"gradient {i}");
+    }
+
+    [TestMethod]
+    public void AStateNoStateMovesToIsNotANaN()
+    {
+        // Column 0 of A is all log 0: state 0 can only be the first state (a start state). Its exponentials must be 0.
+        var logits = Random(25, 3, 3);
+        var mask = torch.tensor(new[] { 0.0, 1, 1, 0, 1, 1, 0, 1, 1 }, ScalarType.Float64).reshape(3, 3);
+        var logTransition = torch.nn.functional.log_softmax(logits.masked_fill(mask.eq(0), double.NegativeInfinity), 1).detach().requires_grad_();
+        var logInitial = torch.tensor(new[] { 0.0, double.NegativeInfinity, double.NegativeInfinity }, ScalarType.Float64);
+        var logEmission = Random(26, 40, 3).requires_grad_();
+        var tree = HiddenMarkovModel.LogLikelihood(logInitial, logTransition, logEmission);
+        // The loop's own gradient is NaN here (log-sum-exp over a column of −∞), so it runs with log 0 as −1,000 instead.
+        var looped = ForwardLoop(logInitial.clamp_min(-1000), logTransition.clamp_min(-1000), logEmission);
+        Assert.IsTrue(tree.isfinite().item<bool>(), "finite log-likelihood");
+        AssertClose(looped, tree, 1e-10, "log-likelihood");
+        var gradTree = torch.autograd.grad(new[] { tree }, new[] { logEmission })[0];
+        var gradLoop = torch.autograd.grad(new[] { looped }, new[] { logEmission })[0];
+        AssertClose(gradLoop, gradTree, 1e-10, "gradient");
+    }
+
+    [TestMethod]
+    public void TheHmmLikelihoodTakesFloat32AndNamesBatchesThatDoNotBroadcast()
+    {
+        var logTransition = torch.nn.functional.log_softmax(Random(27, 2, 2), 1);
+        var logInitial = torch.full(2, -Math.Log(2), ScalarType.Float64);
+        var logEmission = Random(28, 4, 100, 2);
+        var reference = ForwardLoop(logInitial, logTransition, logEmission);
+        var single = HiddenMarkovModel.LogLikelihood(logInitial.to_type(ScalarType.Float32), logTransition.to_type(ScalarType.Float32), logEmission.to_type(ScalarType.Float32));
+        Assert.AreEqual(ScalarType.Float32, single.dtype);
+        Assert.IsTrue((single.to_type(ScalarType.Float64) - reference).abs().max().item<double>() < 1e-3 * reference.abs().max().item<double>(), "float32 within its precision");
+        var e = Assert.ThrowsExactly<ArgumentException>(() => HiddenMarkovModel.LogLikelihood(torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(4, 10, 2)));
+        StringAssert.Contains(e.Message, "do not broadcast");
     }
 
     [TestMethod]

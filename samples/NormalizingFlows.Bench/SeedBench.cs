@@ -18,7 +18,8 @@ internal static partial class BenchVerbs
         "[--anchor [SCRIPT]] (runs shared/bench/seed_planar_ring.py first; found by searching upward) [--python PATH=/usr/bin/python3] " +
         "[--seeds FIRST-LAST] (one fit per seed: exact KL of each, median, range, and how many reach ≤ 0.01) " +
         "[--budget SECONDS | --anchor --anchor-fraction F] (with --seeds: time to quality, each seed trained for a wall-time budget) " +
-        "[--cosine] (with --seeds: the rate decays from 6e-4 to 0 by a cosine over the steps instead of staying constant)", RunSeed);
+        "[--cosine] (with --seeds: the rate decays from 6e-4 to 0 by a cosine over the steps instead of staying constant) " +
+        "[--checkpoints EVERY] (with --seeds: exact KL every EVERY steps, and the first checkpoint whose median over the seeds is ≤ 0.01, with its training time)", RunSeed);
 
     private static int RunSeed(string[] args)
     {
@@ -29,9 +30,11 @@ internal static partial class BenchVerbs
         (long First, long Last)? seedRange = null;
         double? budgetSeconds = null, anchorFraction = null;
         bool cosine = false;
+        int? checkpointEvery = null;
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--cosine") { cosine = true; continue; }
+            if (args[i] == "--checkpoints") { checkpointEvery = int.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
             if (args[i] == "--budget") { budgetSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
             if (args[i] == "--anchor-fraction") { anchorFraction = double.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
             if (args[i] == "--seeds")
@@ -76,6 +79,15 @@ internal static partial class BenchVerbs
                 if (RunAnchor(python, anchorScript, iterations, layers, batch, threads) is not double anchorTime) return 1;
                 budgetSeconds = anchorFraction!.Value * anchorTime;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"budget per seed: {anchorFraction:G3} × {anchorTime:F1} s = {budgetSeconds:F1} s"));
+            }
+            if (checkpointEvery is int every)
+            {
+                if (every < 1000 || every % 1000 != 0 || budgetSeconds is not null)
+                {
+                    Console.Error.WriteLine("error: --checkpoints EVERY needs a multiple of 1,000 (progress comes every 1,000 steps) and no time budget.");
+                    return 2;
+                }
+                return RunSeedCheckpoints(iterations, layers, batch, threads, firstSeed, lastSeed, every);
             }
             return RunSeedSweep(budgetSeconds is null ? iterations : 2_000_000, layers, batch, threads, firstSeed, lastSeed,
                 budgetSeconds is double b ? TimeSpan.FromSeconds(b) : null, cosine);
@@ -123,6 +135,54 @@ internal static partial class BenchVerbs
             Schedule = cosine ? LearningRateSchedule.Cosine(0.0) : null };
         var result = VariationalTrainer.Fit(q, target, options, progress);
         return (result, Evaluation.EstimateElbo(q, target, 100_000));
+    }
+
+    /// <summary>
+    /// Time to quality: each seed's exact KL (100,000 draws) every <paramref name="every"/> steps, with the training time up
+    /// to that step (the evaluations' own time taken out); then, per checkpoint, the median over the seeds, and the first
+    /// checkpoint at which it is ≤ 0.01.
+    /// </summary>
+    private static int RunSeedCheckpoints(int iterations, int layers, int batch, int threads, long firstSeed, long lastSeed, int every)
+    {
+        var kls = new SortedDictionary<int, List<double>>();
+        var seconds = new SortedDictionary<int, List<double>>();
+        var target = TargetGallery.Create("ring");
+        for (long seed = firstSeed; seed <= lastSeed; seed++)
+        {
+            var q = FlowFactory.Create("planar", 2, layers, seed);
+            var evaluating = TimeSpan.Zero;
+            var line = new List<string>();
+            var progress = new InlineProgress<TrainingProgress>(p =>
+            {
+                if (p.Iteration % every != 0) return;
+                var clock = Stopwatch.StartNew();
+                double kl = Evaluation.EstimateElbo(q, target, 100_000).Kl!.Value;
+                double trained = (p.Elapsed - evaluating).TotalSeconds;
+                evaluating += clock.Elapsed;
+                (kls.TryGetValue(p.Iteration, out var k) ? k : kls[p.Iteration] = new()).Add(kl);
+                (seconds.TryGetValue(p.Iteration, out var t) ? t : seconds[p.Iteration] = new()).Add(trained);
+                line.Add(string.Create(CultureInfo.InvariantCulture, $"{p.Iteration / 1000}k:{kl:F4}"));
+            });
+            VariationalTrainer.Fit(q, target, new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed }, progress);
+            Console.WriteLine($"seed={seed} " + string.Join(' ', line));
+        }
+        static double Median(List<double> values)
+        {
+            var sorted = values.Order().ToArray();
+            return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        }
+        int? reached = null;
+        foreach (var (step, values) in kls)
+        {
+            double median = Median(values);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"step {step,8}: median kl={median:F4} ({values.Count(k => k <= 0.01)} of {values.Count} ≤ 0.01), median training time {Median(seconds[step]):F1} s"));
+            if (median <= 0.01) reached ??= step;
+        }
+        Console.WriteLine(reached is int r
+            ? string.Create(CultureInfo.InvariantCulture, $"median kl ≤ 0.01 first at step {r}, after a median {Median(seconds[r]):F1} s of training per seed")
+            : "median kl ≤ 0.01 not reached");
+        return 0;
     }
 
     /// <summary>The seed experiment once per seed: how the final KL after a fixed number of steps spreads over random streams.</summary>

@@ -60,6 +60,7 @@ public static class HiddenMarkovModel
         public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
         {
             var (pi, a, e) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
+            long draws = e.shape[0];
             var emission = e.permute(1, 2, 0).contiguous();   // [T, S, N]
             var transition = a.permute(1, 2, 0).contiguous(); // [S, S, N]
             var first = pi.t().Plus(emission[0]);             // log α_1, [S, N]
@@ -73,30 +74,42 @@ public static class HiddenMarkovModel
                 ctx.save_for_backward(saved);
                 return start.sum(new long[] { 0 }).log_().add_(logScale, S(1));
             }
-            // M_t(i, j) = A(i, j) e_t(j) for t = 2 … T, each scaled to a largest entry of 1: [T − 1, S, S, N]. Its largest
-            // log entry is max_j (log e_t(j) + max_i log A(i, j)), so the two factors are exponentiated apart (S² + T·S
-            // exponentials instead of T·S²): exp(log A − column max) has a largest entry of 1 in every column, and
-            // exp(log e_t + column max − shift_t) a largest entry of 1 at the column where M_t's largest is.
+            // M_t(i, j) = A(i, j) e_t(j) for t = 2 … T, scaled to a largest entry of 1, is kept as its two factors (the chain
+            // [T − 1, S, S, N] is never formed). M_t's largest log entry is max_j (log e_t(j) + max_i log A(i, j)), so
+            // Â = exp(log A − column max) has a largest entry of 1 in every column, and ê_t = exp(log e_t + column max − shift_t)
+            // a largest entry of 1 at the column where M_t's largest is.
             // A state no state moves to (a column of log 0 = −∞, e.g. a start state) must give exp(−∞ − 0) = 0, not NaN.
             var columnMax = transition.amax(new long[] { 0 }, keepdim: true).nan_to_num_(0, 0, 0); // [1, S, N]
             var scaledTransition = (transition - columnMax).exp_();                            // [S, S, N]
             var later = emission.narrow(0, 1, steps - 1).Plus(columnMax);                      // [T − 1, S, N]
             var shift = later.amax(new long[] { 1 }, keepdim: true);                           // [T − 1, 1, N]
             logScale = logScale.Plus(shift.sum(new long[] { 0, 1 }));
-            var level = scaledTransition.unsqueeze(0) * later.sub_(shift).exp_().unsqueeze(1);
+            var scaledEmission = later.sub_(shift).exp_();                                     // ê_t, [T − 1, S, N]
+            saved.Add(scaledTransition);
+            saved.Add(scaledEmission);
+            var level = FirstProducts(scaledTransition, scaledEmission);
+            // Every product rescaled to a largest entry of 1 (kept ≥ 1e-300 so that a product that underflowed whole stays 0,
+            // not NaN); the scales' logs are summed at the end.
+            var rescales = new List<Tensor>();
+            Tensor Rescaled(Tensor product)
+            {
+                var rescale = product.amax(new long[] { 1, 2 }, keepdim: true).clamp_min_(S(1e-300)); // [K, 1, 1, N]
+                rescales.Add(rescale.view(product.shape[0], draws));
+                return product.div_(rescale);
+            }
+            long chainLength = steps - 1;
+            level = chainLength == 1 ? level : chainLength % 2 == 0 ? Rescaled(level)
+                : torch.cat(new[] { Rescaled(level.narrow(0, 0, chainLength / 2)), level.narrow(0, chainLength / 2, 1) }, 0);
             saved.Add(level);
             while (level.shape[0] > 1)
             {
                 long count = level.shape[0], pairs = count / 2;
                 var halves = level.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).unbind(1);
-                var product = MatrixProduct(halves[0], halves[1]);
-                // Kept ≥ 1e-300 so that a product that underflowed whole stays 0, not NaN.
-                var rescale = product.amax(new long[] { 1, 2 }, keepdim: true).clamp_min_(S(1e-300));
-                logScale = logScale.Plus(rescale.log().sum(new long[] { 0, 1, 2 }));
-                product.mul_(rescale.reciprocal_());
+                var product = Rescaled(MatrixProduct(halves[0], halves[1]));
                 level = count % 2 == 0 ? product : torch.cat(new[] { product, level.narrow(0, count - 1, 1) }, 0);
                 saved.Add(level);
             }
+            if (rescales.Count > 0) logScale = logScale.Plus(torch.cat(rescales, 0).log_().sum(new long[] { 0 }));
             ctx.save_for_backward(saved);
             // α̃_1ᵀ P 1 for the root P.
             return (start.unsqueeze(1) * level[0]).sum(new long[] { 0, 1 }).log_().add_(logScale, S(1));
@@ -104,44 +117,102 @@ public static class HiddenMarkovModel
 
         public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad)
         {
-            var levels = ctx.get_saved_variables();
-            var start = levels[0];                                           // [S, N]
+            var saved = ctx.get_saved_variables();
+            var start = saved[0];                                            // [S, N]
             long states = start.shape[0], draws = start.shape[1];
             var forwardVector = Normalized(start.clone()).unsqueeze(0);      // entering the root: α_1, [1, S, N]
-            if (levels.Count == 1)
+            if (saved.Count == 1)
             {
                 var posterior = forwardVector.squeeze(0) * grad;            // P(s_1 | y) · ∂L/∂ℓ, [S, N]
                 return new List<Tensor> { posterior.t(), torch.zeros(draws, states, states, dtype: start.dtype, device: start.device), posterior.t().unsqueeze(1) };
             }
+            var (transition, emission) = (saved[1], saved[2]);               // Â [S, S, N], ê [T − 1, S, N]: M_t = Â diag(ê_t)
             var backwardVector = torch.ones_like(forwardVector);             // leaving the root: 1
             // From the root down: a left child is entered as its parent is and left through its right sibling; a right
             // child is entered through its left sibling and left as its parent is. A level's odd last node was carried up
-            // unchanged, and so are its vectors.
-            for (int l = levels.Count - 2; l >= 1; l--)
+            // unchanged, and so are its vectors. saved[3] is the level of pair products, saved[^1] the root.
+            for (int l = saved.Count - 2; l >= 3; l--)
+                (forwardVector, backwardVector) = Children(forwardVector, backwardVector, saved[l].shape[0],
+                    (f, pairs) => VectorMatrix(f, saved[l].narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).select(1, 0)),
+                    (r, pairs) => MatrixVector(saved[l].narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).select(1, 1), r));
+            // Down to the chain's own steps, whose matrices are never formed: f M_t = (f Â) ê_t and M_t r = Â (ê_t r).
+            long chainLength = emission.shape[0];
+            if (chainLength > 1)
+                (forwardVector, backwardVector) = Children(forwardVector, backwardVector, chainLength,
+                    (f, pairs) => SharedVectorMatrix(f, transition).mul_(emission.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).select(1, 0)),
+                    (r, pairs) => SharedMatrixVector(transition, emission.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).select(1, 1) * r));
+            // ξ_t(i, j) = α_{t−1}(i) Â(i, j) ê_t(j) β_t(j) / Z_t, Z_t its sum over (i, j) (any scale of α and β cancels).
+            // Marginals: P(s_t = j | y) = (α_{t−1} Â)(j) ê_t(j) β_t(j) / Z_t. Σ_t ξ_t(i, j) = Â(i, j) Σ_t w_t α_{t−1}(i) (ê_t β_t)(j), a
+            // contraction over t per draw: one batched matrix product [N, S, T − 1] · [N, T − 1, S].
+            var leaving = emission * backwardVector;                                             // ê_t β_t, [T − 1, S, N]
+            var marginals = SharedVectorMatrix(forwardVector, transition).mul_(leaving);          // ∝ P(s_t | y), t = 2 … T
+            var weights = marginals.sum(1, keepdim: true).clamp_min_(S(1e-300)).reciprocal_().mul_(grad); // ∂L/∂ℓ / Z_t, [T − 1, 1, N]
+            marginals.mul_(weights);
+            var weightedForward = forwardVector * weights;                                       // w_t α_{t−1}(i)
+            var expectedCounts = weightedForward.permute(2, 1, 0).matmul(leaving.permute(2, 0, 1)).mul_(transition.permute(2, 0, 1)); // Σ_t ξ_t, [N, S, S]
+            var firstMarginal = SharedMatrixVector(transition, leaving.narrow(0, 0, 1)).mul_(weightedForward.narrow(0, 0, 1)); // P(s_1 | y), [1, S, N]
+            var gradEmission = torch.cat(new[] { firstMarginal, marginals }, 0).permute(2, 0, 1);
+            return new List<Tensor> { firstMarginal.squeeze(0).t(), expectedCounts, gradEmission };
+        }
+
+        /// <summary>
+        /// The vectors entering and leaving the <paramref name="count"/> nodes of a level, from those of the level above:
+        /// <paramref name="throughLeft"/> gives f P for each pair's left node, <paramref name="throughRight"/> P r for its right one.
+        /// </summary>
+        private static (Tensor Entering, Tensor Leaving) Children(Tensor entering, Tensor leaving, long count,
+            Func<Tensor, long, Tensor> throughLeft, Func<Tensor, long, Tensor> throughRight)
+        {
+            long pairs = count / 2;
+            var parentIn = entering.narrow(0, 0, pairs);
+            var parentOut = leaving.narrow(0, 0, pairs);
+            var nextIn = torch.stack(new[] { parentIn, Normalized(throughLeft(parentIn, pairs)) }, 1).flatten(0, 1);
+            var nextOut = torch.stack(new[] { Normalized(throughRight(parentOut, pairs)), parentOut }, 1).flatten(0, 1);
+            if (count % 2 == 1)
             {
-                var level = levels[l];
-                long count = level.shape[0], pairs = count / 2;
-                var halves = level.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).unbind(1);
-                var parentIn = forwardVector.narrow(0, 0, pairs);
-                var parentOut = backwardVector.narrow(0, 0, pairs);
-                var rightIn = Normalized(VectorMatrix(parentIn, halves[0]));   // f P_left, [pairs, S, N]
-                var leftOut = Normalized(MatrixVector(halves[1], parentOut));  // P_right r
-                var nextIn = torch.stack(new[] { parentIn, rightIn }, 1).flatten(0, 1);
-                var nextOut = torch.stack(new[] { leftOut, parentOut }, 1).flatten(0, 1);
-                if (count % 2 == 1)
-                {
-                    nextIn = torch.cat(new[] { nextIn, forwardVector.narrow(0, pairs, 1) }, 0);
-                    nextOut = torch.cat(new[] { nextOut, backwardVector.narrow(0, pairs, 1) }, 0);
-                }
-                (forwardVector, backwardVector) = (nextIn, nextOut);
+                nextIn = torch.cat(new[] { nextIn, entering.narrow(0, pairs, 1) }, 0);
+                nextOut = torch.cat(new[] { nextOut, leaving.narrow(0, pairs, 1) }, 0);
             }
-            // ξ_t(i, j) ∝ α_{t−1}(i) M_t(i, j) β_t(j), normalized per step: [T − 1, S, S, N].
-            var pairwise = forwardVector.unsqueeze(2) * levels[1] * backwardVector.unsqueeze(1);
-            pairwise.div_(pairwise.sum(new long[] { 1, 2 }, keepdim: true).clamp_min_(S(1e-300))).mul_(grad);
-            var firstPosterior = pairwise[0].sum(1);                         // P(s_1 | y), [S, N]
-            var laterPosteriors = pairwise.sum(1);                           // P(s_t | y), t = 2 … T, [T − 1, S, N]
-            var gradEmission = torch.cat(new[] { firstPosterior.unsqueeze(0), laterPosteriors }, 0).permute(2, 0, 1);
-            return new List<Tensor> { firstPosterior.t(), pairwise.sum(new long[] { 0 }).permute(2, 0, 1), gradEmission };
+            return (nextIn, nextOut);
+        }
+
+        /// <summary>
+        /// The chain's first level without forming the chain: for each pair (M_a, M_b), M_a M_b (i, j) =
+        /// Σ_m ê_a(m) Â(i, m) Â(m, j) · ê_b(j), and an odd last step's M_t itself, unscaled: [⌈(T − 1)/2⌉, S, S, N].
+        /// </summary>
+        private static Tensor FirstProducts(Tensor transition, Tensor emission)
+        {
+            long chainLength = emission.shape[0], pairs = chainLength / 2, states = transition.shape[0];
+            if (chainLength == 1) return transition.unsqueeze(0) * emission.unsqueeze(1);
+            var halves = emission.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).unbind(1); // ê_a, ê_b: [pairs, S, N]
+            var firsts = halves[0].unsqueeze(1).unsqueeze(1).unbind(3);                                     // ê_a(m): [pairs, 1, 1, N]
+            var columns = transition.unsqueeze(1).unbind(2);                                               // Â(·, m): [S, 1, N]
+            var rows = transition.unsqueeze(0).unbind(1);                                                  // Â(m, ·): [1, S, N]
+            var product = firsts[0] * (columns[0] * rows[0]).unsqueeze(0);
+            for (int m = 1; m < states; m++) product.addcmul_(firsts[m], (columns[m] * rows[m]).unsqueeze(0), S(1));
+            product.mul_(halves[1].unsqueeze(1));
+            if (chainLength % 2 == 0) return product;
+            var last = transition.unsqueeze(0) * emission.narrow(0, chainLength - 1, 1).unsqueeze(1);
+            return torch.cat(new[] { product, last }, 0);
+        }
+
+        /// <summary>Row vectors times one matrix per draw: (f Â)(j) = Σ_i f(i) Â(i, j), f [K, S, N], Â [S, S, N].</summary>
+        private static Tensor SharedVectorMatrix(Tensor vectors, Tensor matrix)
+        {
+            var entries = vectors.unsqueeze(2).unbind(1); // f(i): [K, 1, N]
+            var rows = matrix.unbind(0);                  // Â(i, ·): [S, N]
+            var result = entries[0] * rows[0];
+            for (int i = 1; i < rows.Length; i++) result.addcmul_(entries[i], rows[i], S(1));
+            return result;
+        }
+
+        /// <summary>One matrix per draw times column vectors: (Â r)(i) = Σ_j Â(i, j) r(j), r [K, S, N].</summary>
+        private static Tensor SharedMatrixVector(Tensor matrix, Tensor vectors)
+        {
+            var entries = vectors.unsqueeze(2).unbind(1); // r(j): [K, 1, N]
+            var columns = matrix.unbind(1);               // Â(·, j): [S, N]
+            var result = entries[0] * columns[0];
+            for (int j = 1; j < columns.Length; j++) result.addcmul_(entries[j], columns[j], S(1));
+            return result;
         }
 
         private static Tensor Normalized(Tensor vectors) => vectors.mul_(vectors.sum(-2, keepdim: true).clamp_min_(S(1e-300)).reciprocal_());

@@ -77,7 +77,7 @@ public sealed class FlowBuilderRecipeTests
             new[] { "actnorm", "affine-coupling", "spline-coupling", "random-permutation", "iaf", "lu-linear", "maf", "reverse-permutation",
                     "spline-autoregressive", "planar", "radial" },
             spec.Steps!.Select(s => s.Kind).ToArray());
-        Assert.AreEqual("1100", spec.Steps[1].Arguments!["mask"], "first default mask: the first half kept");
+        Assert.AreEqual("1100", spec.Steps![1].Arguments!["mask"], "first default mask: the first half kept");
         Assert.AreEqual("2.5", spec.Steps[1].Arguments!["clamp"]);
         Assert.AreEqual("2", spec.Steps[2].Arguments!["blocks"]);
         Assert.AreEqual("maf", spec.Steps[8].Arguments!["direction"]);

@@ -71,7 +71,7 @@ public sealed class MLNetTrustTests
         ml.Model.Save(model, ml.Data.CreateEmptyRows(0).Schema, stream);
         stream.Position = 0;
         var loaded = NormalizingFlowTransformer.FindAll(ml.Model.Load(stream, out _)).Single();
-        Assert.AreEqual(report, loaded.FitReport with { Reasons = report.Reasons, ReplicateParetoK = report.ReplicateParetoK });
+        Assert.AreEqual(report, loaded.FitReport! with { Reasons = report.Reasons, ReplicateParetoK = report.ReplicateParetoK });
         CollectionAssert.AreEqual(report.Reasons.ToArray(), loaded.FitReport!.Reasons.ToArray());
         Assert.AreEqual(report.Text, loaded.FitReport.Text);
         StringAssert.Contains(loaded.FitReport.Text, "verdict");

@@ -39,7 +39,7 @@ public abstract class FlowOptimizer : IDisposable
     /// <summary>Successful steps so far, as the bias corrections count them.</summary>
     protected long Steps { get; private set; }
 
-    /// <summary>The step size of the next <see cref="Step"/> (the trainer sets it from the schedule every step).</summary>
+    /// <summary>The step size of the next <see cref="Step()"/> (the trainer sets it from the schedule every step).</summary>
     public double LearningRate { get; set; }
 
     /// <summary>Creates the optimizer the options name.</summary>

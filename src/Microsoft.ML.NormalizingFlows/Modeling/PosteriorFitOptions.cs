@@ -33,6 +33,20 @@ public sealed class PosteriorFitOptions
     /// <summary>Stage 3, the flow, trained on the Gaussian's whitened space (its mean and Cholesky factor as a fixed affine map).</summary>
     public string Flow { get; set; } = "realnvp";
     public int FlowLayers { get; set; } = 6;
+
+    /// <summary>
+    /// The width of the flow's conditioner networks (the preset's <c>hidden</c> setting; a <c>hidden</c> entry in
+    /// <see cref="FlowSettings"/> takes precedence). Null (the default): the posterior's dimension rounded up to a
+    /// multiple of 64, from 64 to 256, so that a conditioner is at least as wide as the space it maps. On the
+    /// 108-dimensional MRP posterior that is 128, which widened the few-group scales by 4–8 points against NUTS
+    /// (σ_region −27 % → −19 %, σ_educ −31 % → −24 %, σ_age −32 % → −28 %) for 9 % more time per step; posteriors of up
+    /// to 64 dimensions keep the presets' 64 (at 10 dimensions, 128 only cost 40 % more time).
+    /// </summary>
+    public int? FlowHidden { get; set; }
+
+    /// <summary>The conditioner width the flow stage uses for a posterior of <paramref name="dimension"/> dimensions.</summary>
+    public int FlowHiddenFor(int dimension) => FlowHidden ?? Math.Clamp((dimension + 63) / 64 * 64, 64, 256);
+
     public Dictionary<string, string>? FlowSettings { get; set; }
     public int FlowIterations { get; set; } = 11_000;
     public double FlowLearningRate { get; set; } = 1e-3;
@@ -75,6 +89,7 @@ public sealed class PosteriorFitOptions
         if (GaussianIterations <= 0) throw new ArgumentOutOfRangeException(nameof(GaussianIterations), GaussianIterations, "GaussianIterations must be positive.");
         if (FlowIterations <= 0) throw new ArgumentOutOfRangeException(nameof(FlowIterations), FlowIterations, "FlowIterations must be positive.");
         if (FlowFits <= 0) throw new ArgumentOutOfRangeException(nameof(FlowFits), FlowFits, "FlowFits must be positive.");
+        if (FlowHidden is <= 0) throw new ArgumentOutOfRangeException(nameof(FlowHidden), FlowHidden, "FlowHidden must be positive (or null for the automatic width).");
         if (MaxRestarts < 0) throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts, "MaxRestarts must be non-negative.");
         if (!(RestartTolerance > 0)) throw new ArgumentOutOfRangeException(nameof(RestartTolerance), RestartTolerance, "RestartTolerance must be positive.");
         if (EvaluationDraws < 100) throw new ArgumentOutOfRangeException(nameof(EvaluationDraws), EvaluationDraws, "EvaluationDraws must be at least 100.");

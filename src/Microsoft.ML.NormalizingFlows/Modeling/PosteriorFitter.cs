@@ -252,7 +252,9 @@ public static class PosteriorFitter
         long seed = o.Seed + 1_000 * (attempt + 1);
         var clock = Stopwatch.StartNew();
         // Built through a FlowDescription so that the preconditioned flow records how to rebuild it (FlowSerializer saves it).
-        var spec = new FlowSpec(o.Flow.ToLowerInvariant(), target.Dimension, o.FlowLayers, seed, o.FlowSettings is { Count: > 0 } s ? new Dictionary<string, string>(s) : null);
+        var flowSettings = o.FlowSettings is { } s ? new Dictionary<string, string>(s) : new Dictionary<string, string>();
+        flowSettings.TryAdd("hidden", o.FlowHiddenFor(target.Dimension).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var spec = new FlowSpec(o.Flow.ToLowerInvariant(), target.Dimension, o.FlowLayers, seed, flowSettings);
         var q = new Persistence.FlowDescription(spec, DType: "Float64", PreconditionMean: mean, PreconditionCholesky: Flatten(factor)).Build();
         var options = Training(o, settings, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed);
         if (o.FlowObjective is { } objective) options.Objective = objective;

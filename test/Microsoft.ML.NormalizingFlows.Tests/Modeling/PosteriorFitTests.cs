@@ -120,6 +120,21 @@ public sealed class PosteriorFitTests
     }
 
     [TestMethod]
+    public void TheFlowStagesWidthFollowsTheDimensionUnlessSet()
+    {
+        var automatic = new PosteriorFitOptions();
+        CollectionAssert.AreEqual(new[] { 64, 64, 128, 128, 192, 256 }, new[] { 3, 64, 65, 108, 150, 1_000 }.Select(automatic.FlowHiddenFor).ToArray());
+        Assert.AreEqual(32, new PosteriorFitOptions { FlowHidden = 32 }.FlowHiddenFor(108));
+        // The width reaches the fitted flow's spec (so it saves), and a "hidden" setting takes precedence over it.
+        var quick = Quick(ApproximationFamily.Flow);
+        quick.FlowSettings = null;
+        quick.FlowHidden = 24;
+        Assert.AreEqual("24", Microsoft.ML.NormalizingFlows.Persistence.FlowDescription.Of(Conjugate().Fit(quick).Approximation).Spec.Settings!["hidden"]);
+        Assert.AreEqual("16", Microsoft.ML.NormalizingFlows.Persistence.FlowDescription.Of(Conjugate().Fit(Quick(ApproximationFamily.Flow)).Approximation).Spec.Settings!["hidden"]);
+        Assert.AreEqual("FlowHidden", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => Conjugate().Fit(new PosteriorFitOptions { FlowHidden = 0 })).ParamName);
+    }
+
+    [TestMethod]
     public void BadRecipeSettingsAndGeneratedQuantitiesNameTheProblem()
     {
         var model = Conjugate();

@@ -23,6 +23,18 @@ public sealed class ParallelScanTests
         return torch.stack(values, -1);
     }
 
+    /// <summary>The scan against the loop, in value and in the gradients of (x · w).sum() with respect to a, b and x_0
+    /// (the loop may take broadcast copies of a and x_0; the gradients must still reach the originals).</summary>
+    private static void AssertScanEqualsLoop(torch.Tensor a, torch.Tensor b, torch.Tensor x0, torch.Tensor w, torch.Tensor? loopA = null, torch.Tensor? loopX0 = null)
+    {
+        var scanned = LinearRecurrence.Scan(a, b, x0);
+        var looped = SequentialRecurrence(loopA ?? a, b, loopX0 ?? x0);
+        AssertClose(looped, scanned, 1e-10, "x_t");
+        var gradScan = torch.autograd.grad(new[] { (scanned * w).sum() }, new[] { a, b, x0 });
+        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, new[] { a, b, x0 });
+        for (int i = 0; i < 3; i++) AssertClose(gradLoop[i], gradScan[i], 1e-10, $"gradient {i}");
+    }
+
     private static void AssertClose(torch.Tensor expected, torch.Tensor actual, double tolerance, string what)
     {
         CollectionAssert.AreEqual(expected.shape, actual.shape, what + ": shape");
@@ -43,12 +55,7 @@ public sealed class ParallelScanTests
         var b = Random(2, 3, steps).requires_grad_();
         var x0 = Random(3, 3).requires_grad_();
         var w = Random(4, 3, steps);
-        var scanned = LinearRecurrence.Scan(a, b, x0);
-        var looped = SequentialRecurrence(a, b, x0);
-        AssertClose(looped, scanned, 1e-10, "x_t");
-        var gradScan = torch.autograd.grad(new[] { (scanned * w).sum() }, new[] { a, b, x0 });
-        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, new[] { a, b, x0 });
-        for (int i = 0; i < 3; i++) AssertClose(gradLoop[i], gradScan[i], 1e-10, $"gradient {i}");
+        AssertScanEqualsLoop(a, b, x0, w);
     }
 
     [TestMethod]
@@ -66,12 +73,7 @@ public sealed class ParallelScanTests
         var b = Random(6, 4, steps).requires_grad_();
         var x0 = Random(7, 4).requires_grad_();
         var w = Random(8, 4, steps);
-        var scanned = LinearRecurrence.Scan(a, b, x0);
-        var looped = SequentialRecurrence(a.expand(4, steps), b, x0);
-        AssertClose(looped, scanned, 1e-10, "x_t");
-        var gradScan = torch.autograd.grad(new[] { (scanned * w).sum() }, new[] { a, b, x0 });
-        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, new[] { a, b, x0 });
-        for (int i = 0; i < 3; i++) AssertClose(gradLoop[i], gradScan[i], 1e-10, $"gradient {i}");
+        AssertScanEqualsLoop(a, b, x0, w, loopA: a.expand(4, steps));
         // Without x_0, and with a shared across a batch of draws by broadcasting ([1] against [2, 4, T]).
         var shared = torch.tensor(new[] { 0.8 }, ScalarType.Float64);
         var batch = Random(9, 2, 4, steps);
@@ -91,12 +93,7 @@ public sealed class ParallelScanTests
         var b = Random(12, 3, steps).requires_grad_();
         var x0 = Random(13, 3).requires_grad_();
         var w = Random(14, 3, steps);
-        var scanned = LinearRecurrence.Scan(a, b, x0);
-        var looped = SequentialRecurrence(a, b, x0);
-        AssertClose(looped, scanned, 1e-10, "x_t");
-        var gradScan = torch.autograd.grad(new[] { (scanned * w).sum() }, new[] { a, b, x0 });
-        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, new[] { a, b, x0 });
-        for (int i = 0; i < 3; i++) AssertClose(gradLoop[i], gradScan[i], 1e-10, $"gradient {i}");
+        AssertScanEqualsLoop(a, b, x0, w);
     }
 
     [TestMethod]
@@ -109,16 +106,12 @@ public sealed class ParallelScanTests
         var x0 = torch.tensor(0.5, ScalarType.Float64).requires_grad_();
         var b = Random(15, 2, 3, steps).requires_grad_();
         var w = Random(16, 2, 3, steps);
-        var scanned = LinearRecurrence.Scan(a, b, x0);
-        var looped = SequentialRecurrence(a.expand(2, 3, steps), b, x0.expand(2, 3));
-        AssertClose(looped, scanned, 1e-10, "x_t");
-        var gradScan = torch.autograd.grad(new[] { (scanned * w).sum() }, new[] { a, b, x0 });
-        var gradLoop = torch.autograd.grad(new[] { (looped * w).sum() }, new[] { a, b, x0 });
-        for (int i = 0; i < 3; i++) AssertClose(gradLoop[i], gradScan[i], 1e-10, $"gradient {i}");
+        AssertScanEqualsLoop(a, b, x0, w, loopA: a.expand(2, 3, steps), loopX0: x0.expand(2, 3));
+        var looped = SequentialRecurrence(a.expand(2, 3, steps), b, x0.expand(2, 3)).detach();
 
         var single = LinearRecurrence.Scan(a.detach().to_type(ScalarType.Float32), b.detach().to_type(ScalarType.Float32), x0.detach().to_type(ScalarType.Float32));
         Assert.AreEqual(ScalarType.Float32, single.dtype);
-        AssertClose(looped.detach(), single.to_type(ScalarType.Float64), 1e-5, "float32 x_t");
+        AssertClose(looped, single.to_type(ScalarType.Float64), 1e-5, "float32 x_t");
     }
 
     [TestMethod]

@@ -40,6 +40,12 @@ public sealed class CliProgressTests
         Assert.IsFalse(LiveProgress.IsAvailable(plain));
     }
 
+    /// <summary>Whether this process ignores SIGINT (Linux: bit 2 of SigIgn in /proc/self/status).</summary>
+    private static bool SigIntIgnored() =>
+        File.Exists("/proc/self/status")
+        && File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal)) is string mask
+        && (Convert.ToUInt64(mask["SigIgn:".Length..].Trim(), 16) & 2) != 0;
+
     [TestMethod]
     [Timeout(180_000)]
     public void CtrlCExits130AfterWritingWhatWasFitted()
@@ -48,7 +54,11 @@ public sealed class CliProgressTests
         var directory = PngTestFiles.NewTempDirectory();
         try
         {
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            // A suite started in the background (`cmd &` from a non-interactive shell) runs with SIGINT ignored; the CLI would
+            // inherit that, and .NET leaves an ignored SIGINT ignored, so Ctrl+C could never reach it (this test then timed out
+            // on fresh clones run that way). env --default-signal=INT restores the default for the child (it execs, same PID).
+            var start = new ProcessStartInfo(SigIntIgnored() ? "env" : "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            if (start.FileName == "env") { start.ArgumentList.Add("--default-signal=INT"); start.ArgumentList.Add("dotnet"); }
             foreach (var a in new[] { "exec", dll, "--iterations", "5000000", "--layers", "4", "--output", directory }) start.ArgumentList.Add(a);
             using var process = Process.Start(start)!;
             var stderr = process.StandardError.ReadToEndAsync();

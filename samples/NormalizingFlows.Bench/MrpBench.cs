@@ -8,7 +8,7 @@ using Microsoft.ML.NormalizingFlows.Modeling;
 /// </summary>
 internal static partial class BenchVerbs
 {
-    static partial void RegisterMrp() => Add("mrp", "MRP vs NUTS: [flow|full-rank|mean-field|all] [--draws N] [--threads N] [--output DIR] [--iw K] [--flow-batch N] [--flow-steps N] [--flow NAME] [--flow-layers K] [--flow-setting key=value]… [--serial]", Mrp);
+    static partial void RegisterMrp() => Add("mrp", "MRP vs NUTS: [flow|full-rank|mean-field|all] [--draws N] [--threads N] [--output DIR] [--iw K] [--flow-batch N] [--flow-steps N] [--flow-lr R] [--flow NAME] [--flow-layers K] [--flow-setting key=value]… [--serial]", Mrp);
 
     private static int Mrp(string[] args)
     {
@@ -26,6 +26,7 @@ internal static partial class BenchVerbs
                 case "--iw": options.FlowObjective = new Microsoft.ML.NormalizingFlows.Training.ImportanceWeightedElboObjective(int.Parse(args[++i], CultureInfo.InvariantCulture), Microsoft.ML.NormalizingFlows.Training.GradientEstimator.DoublyReparameterized); break;
                 case "--flow-batch": options.FlowBatchSize = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--flow-steps": options.FlowIterations = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--flow-lr": options.FlowLearningRate = double.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--flow-setting":
                     var pair = args[++i].Split('=', 2);
                     (options.FlowSettings ??= new())[pair[0]] = pair[1];

@@ -76,6 +76,32 @@ public sealed class SplineMapTests
     }
 
     [TestMethod]
+    [DataRow(0.05, 0.02)] // unequal minimum sizes: each knot set is built on its own
+    [DataRow(0.02, 0.05)]
+    [DataRow(0.04, 0.04)] // equal: both knot sets in one pass
+    public void EachKnotSetHonoursItsOwnMinimumBinSize(double minWidth, double minHeight)
+    {
+        // Widths all but concentrated in the last bin (logits −50 … 50) leave the first K − 1 bins at the minimum width,
+        // heights uniform (logits 0): the first inner knot sits at x = −B + 2B·minWidth and maps exactly to y = −B + 2B/K.
+        // And the mirror case for heights. A swap of the two minimums moves the knot and fails this.
+        var map = new RationalQuadraticSplineMap(Bins, B, minWidth, minHeight);
+        var skewed = Enumerable.Repeat(-50.0, Bins - 1).Append(50.0).ToArray();
+        var flat = new double[Bins];
+        var derivatives = new double[Bins - 1];
+        foreach (bool widthsSkewed in new[] { true, false })
+        {
+            var raw = (widthsSkewed ? skewed.Concat(flat) : flat.Concat(skewed)).Concat(derivatives).ToArray();
+            var p = torch.tensor(raw, dtype: ScalarType.Float64).reshape(1, 1, 3 * Bins - 1);
+            double knotX = widthsSkewed ? -B + 2 * B * minWidth : -B + 2 * B / Bins;
+            double knotY = widthsSkewed ? -B + 2 * B / Bins : -B + 2 * B * minHeight;
+            var y = map.Forward(torch.tensor(new[] { knotX }, dtype: ScalarType.Float64).reshape(1, 1), p).Output;
+            Assert.AreEqual(knotY, y.ToDouble(), 1e-9, $"knot of the {(widthsSkewed ? "widths" : "heights")} (minWidth {minWidth}, minHeight {minHeight})");
+            var x = map.Inverse(torch.tensor(new[] { knotY }, dtype: ScalarType.Float64).reshape(1, 1), p).Output;
+            Assert.AreEqual(knotX, x.ToDouble(), 1e-9, "the inverse maps the knot back");
+        }
+    }
+
+    [TestMethod]
     public void SplineIsStrictlyMonotoneAndInvertibleInsideTheInterval()
     {
         var x = torch.linspace(-B, B, 2001, dtype: ScalarType.Float64).reshape(1, 2001);

@@ -252,7 +252,8 @@ public static class PosteriorFitter
         long seed = o.Seed + 1_000 * (attempt + 1);
         var clock = Stopwatch.StartNew();
         // Built through a FlowDescription so that the preconditioned flow records how to rebuild it (FlowSerializer saves it).
-        var flowSettings = o.FlowSettings is { } s ? new Dictionary<string, string>(s) : new Dictionary<string, string>();
+        // Keys compare as the presets read them (ignoring case), so that a user's "Hidden" keeps its value.
+        var flowSettings = o.FlowSettings is { } s ? new Dictionary<string, string>(s, StringComparer.OrdinalIgnoreCase) : new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         flowSettings.TryAdd("hidden", o.FlowHiddenFor(target.Dimension).ToString(System.Globalization.CultureInfo.InvariantCulture));
         var spec = new FlowSpec(o.Flow.ToLowerInvariant(), target.Dimension, o.FlowLayers, seed, flowSettings);
         var q = new Persistence.FlowDescription(spec, DType: "Float64", PreconditionMean: mean, PreconditionCholesky: Flatten(factor)).Build();

@@ -131,6 +131,10 @@ public sealed class PosteriorFitTests
         quick.FlowHidden = 24;
         Assert.AreEqual("24", Microsoft.ML.NormalizingFlows.Persistence.FlowDescription.Of(Conjugate().Fit(quick).Approximation).Spec.Settings!["hidden"]);
         Assert.AreEqual("16", Microsoft.ML.NormalizingFlows.Persistence.FlowDescription.Of(Conjugate().Fit(Quick(ApproximationFamily.Flow)).Approximation).Spec.Settings!["hidden"]);
+        // Whatever its case, as the presets read settings.
+        var upper = Quick(ApproximationFamily.Flow);
+        upper.FlowSettings = new() { ["Hidden"] = "12" };
+        Assert.AreEqual("12", Microsoft.ML.NormalizingFlows.Persistence.FlowDescription.Of(Conjugate().Fit(upper).Approximation).Spec.Settings!["Hidden"]);
         Assert.AreEqual("FlowHidden", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => Conjugate().Fit(new PosteriorFitOptions { FlowHidden = 0 })).ParamName);
     }
 

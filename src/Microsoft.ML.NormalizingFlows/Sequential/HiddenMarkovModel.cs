@@ -1,3 +1,4 @@
+using Microsoft.ML.NormalizingFlows.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,9 +33,12 @@ public static class HiddenMarkovModel
     /// <returns>The log-likelihood, shaped as the broadcast of the three inputs' leading dimensions.</returns>
     public static Tensor LogLikelihood(Tensor logInitial, Tensor logTransition, Tensor logEmission)
     {
-        ArgumentNullException.ThrowIfNull(logInitial);
-        ArgumentNullException.ThrowIfNull(logTransition);
-        ArgumentNullException.ThrowIfNull(logEmission);
+        TensorArguments.RequireFloatingPoint(logInitial, nameof(logInitial));
+        TensorArguments.RequireFloatingPoint(logTransition, nameof(logTransition));
+        TensorArguments.RequireFloatingPoint(logEmission, nameof(logEmission));
+        // One type for all three (mixed precision promotes), so that each input's gradient comes back in its own type.
+        var type = TensorArguments.CommonType(logInitial, logTransition, logEmission);
+        (logInitial, logTransition, logEmission) = (logInitial.to_type(type), logTransition.to_type(type), logEmission.to_type(type));
         if (logInitial.dim() < 1 || logInitial.shape[^1] == 0)
             throw new ArgumentException($"logInitial must be [..., S ≥ 1]; got [{string.Join(", ", logInitial.shape)}].", nameof(logInitial));
         long states = logInitial.shape[^1];
@@ -64,7 +68,9 @@ public static class HiddenMarkovModel
             var emission = e.permute(1, 2, 0).contiguous();   // [T, S, N]
             var transition = a.permute(1, 2, 0).contiguous(); // [S, S, N]
             var first = pi.t().Plus(emission[0]);             // log α_1, [S, N]
-            var firstShift = first.amax(new long[] { 0 }, keepdim: true);
+            // Shifts of −∞ (a first or later observation impossible in every state) become 0, so that its probabilities are
+            // exp(−∞) = 0 and the log-likelihood −∞, not NaN from −∞ − (−∞).
+            var firstShift = first.amax(new long[] { 0 }, keepdim: true).nan_to_num_(0, 0, 0);
             var start = first.sub_(firstShift).exp_();        // α_1 scaled to a largest entry of 1
             var logScale = firstShift.squeeze(0);             // [N]
             var saved = new List<Tensor> { start };
@@ -82,18 +88,18 @@ public static class HiddenMarkovModel
             var columnMax = transition.amax(new long[] { 0 }, keepdim: true).nan_to_num_(0, 0, 0); // [1, S, N]
             var scaledTransition = (transition - columnMax).exp_();                            // [S, S, N]
             var later = emission.narrow(0, 1, steps - 1).Plus(columnMax);                      // [T − 1, S, N]
-            var shift = later.amax(new long[] { 1 }, keepdim: true);                           // [T − 1, 1, N]
+            var shift = later.amax(new long[] { 1 }, keepdim: true).nan_to_num_(0, 0, 0);      // [T − 1, 1, N]
             logScale = logScale.Plus(shift.sum(new long[] { 0, 1 }));
             var scaledEmission = later.sub_(shift).exp_();                                     // ê_t, [T − 1, S, N]
             saved.Add(scaledTransition);
             saved.Add(scaledEmission);
             var level = FirstProducts(scaledTransition, scaledEmission);
-            // Every product rescaled to a largest entry of 1 (kept ≥ 1e-300 so that a product that underflowed whole stays 0,
+            // Every product rescaled to a largest entry of 1 (a product that underflowed whole keeps the scale 1 and stays 0,
             // not NaN); the scales' logs are summed at the end.
             var rescales = new List<Tensor>();
             Tensor Rescaled(Tensor product)
             {
-                var rescale = product.amax(new long[] { 1, 2 }, keepdim: true).clamp_min_(S(1e-300)); // [K, 1, 1, N]
+                var rescale = OneWhereZero(product.amax(new long[] { 1, 2 }, keepdim: true)); // [K, 1, 1, N]
                 rescales.Add(rescale.view(product.shape[0], draws));
                 return product.div_(rescale);
             }
@@ -146,7 +152,7 @@ public static class HiddenMarkovModel
             // outer product per step summed over t (as a batched matrix product over the draws it was 5x slower: tiny matrices).
             var leaving = emission * backwardVector;                                             // ê_t β_t, [T − 1, S, N]
             var marginals = SharedVectorMatrix(forwardVector, transition).mul_(leaving);          // ∝ P(s_t | y), t = 2 … T
-            var weights = marginals.sum(1, keepdim: true).clamp_min_(S(1e-300)).reciprocal_().mul_(grad); // ∂L/∂ℓ / Z_t, [T − 1, 1, N]
+            var weights = OneWhereZero(marginals.sum(1, keepdim: true)).reciprocal_().mul_(grad); // ∂L/∂ℓ / Z_t, [T − 1, 1, N]
             marginals.mul_(weights);
             var weightedForward = forwardVector * weights;                                       // w_t α_{t−1}(i)
             var expectedCounts = (weightedForward.unsqueeze(2) * leaving.unsqueeze(1)).sum(new long[] { 0 }).mul_(transition).permute(2, 0, 1); // Σ_t ξ_t, [N, S, S]
@@ -215,7 +221,14 @@ public static class HiddenMarkovModel
             return result;
         }
 
-        private static Tensor Normalized(Tensor vectors) => vectors.mul_(vectors.sum(-2, keepdim: true).clamp_min_(S(1e-300)).reciprocal_());
+        private static Tensor Normalized(Tensor vectors) => vectors.mul_(OneWhereZero(vectors.sum(-2, keepdim: true)).reciprocal_());
+
+        /// <summary>
+        /// Scales and normalizers that are 0 (everything underflowed, or an observation impossible in every state) replaced
+        /// by 1, so that dividing by them leaves the zeros 0 instead of making NaN. (A clamp to a tiny positive number would
+        /// depend on the type: 1e-300 is 0 in float32.)
+        /// </summary>
+        private static Tensor OneWhereZero(Tensor values) => values.masked_fill_(values.eq(S(0)), S(1));
 
         // The products below are unrolled over the S terms of the inner sum: S multiply–adds over whole [K, S, S, N] tensors
         // ran faster than one broadcast product with a sum over a middle dimension, and than batched matrix products.

@@ -27,8 +27,12 @@ public static class LinearRecurrence
     /// <param name="initial">x_0, [...] (the shape of one time slice), or null for 0.</param>
     public static Tensor Scan(Tensor a, Tensor b, Tensor? initial = null)
     {
-        ArgumentNullException.ThrowIfNull(a);
-        ArgumentNullException.ThrowIfNull(b);
+        TensorArguments.RequireFloatingPoint(a, nameof(a));
+        TensorArguments.RequireFloatingPoint(b, nameof(b));
+        if (initial is not null) TensorArguments.RequireFloatingPoint(initial, nameof(initial));
+        // One type for all three, as a_t x_{t−1} + b_t would promote them (Solve then works in float64 whatever it is).
+        var type = TensorArguments.CommonType(a, b, initial);
+        (a, b, initial) = (a.to_type(type), b.to_type(type), initial?.to_type(type));
         if (b.dim() == 0) throw new ArgumentException("b must have a time dimension (its last).", nameof(b));
         if (!Broadcastable(a.shape, b.shape))
             throw new ArgumentException($"a [{string.Join(", ", a.shape)}] and b [{string.Join(", ", b.shape)}] do not broadcast to one shape.", nameof(a));

@@ -297,6 +297,54 @@ public sealed class ParallelScanTests
     }
 
     [TestMethod]
+    public void IntegerInputsAreRefusedByNameAndMixedPrecisionPromotes()
+    {
+        var ints = torch.ones(2, 5, dtype: ScalarType.Int64);
+        var reals = torch.full(2, 5, 0.5, ScalarType.Float64);
+        Assert.AreEqual("a", Assert.ThrowsExactly<ArgumentException>(() => LinearRecurrence.Scan(ints, reals)).ParamName);
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => LinearRecurrence.Scan(reals, ints)).Message, "b must be a floating-point tensor; got Int64");
+        Assert.AreEqual("initial", Assert.ThrowsExactly<ArgumentException>(() => LinearRecurrence.Scan(reals, reals, torch.zeros(2, dtype: ScalarType.Int32))).ParamName);
+        Assert.AreEqual("logTransition", Assert.ThrowsExactly<ArgumentException>(() =>
+            HiddenMarkovModel.LogLikelihood(torch.zeros(2), torch.zeros(2, 2, dtype: ScalarType.Int64), torch.zeros(5, 2))).ParamName);
+
+        // A float32 coefficient far below 1e-16 against float64 offsets: computed as the loop would, in float64, finite.
+        var tiny = torch.full(2, 1, 1e-20f, ScalarType.Float32);
+        var b = Random(30, 2, 40);
+        var scanned = LinearRecurrence.Scan(tiny, b);
+        Assert.AreEqual(ScalarType.Float64, scanned.dtype);
+        AssertClose(SequentialRecurrence(tiny.to_type(ScalarType.Float64).expand(2, 40), b, null), scanned, 1e-10, "mixed precision");
+        // The HMM likewise: float32 π against float64 A and emissions gives the float64 likelihood.
+        var logTransition = torch.nn.functional.log_softmax(Random(31, 2, 2), 1);
+        var logEmission = Random(32, 30, 2);
+        var logInitial = torch.full(2, -Math.Log(2), ScalarType.Float64);
+        var mixed = HiddenMarkovModel.LogLikelihood(logInitial.to_type(ScalarType.Float32), logTransition, logEmission);
+        Assert.AreEqual(ScalarType.Float64, mixed.dtype);
+        AssertClose(ForwardLoop(logInitial.to_type(ScalarType.Float32).to_type(ScalarType.Float64), logTransition, logEmission), mixed, 1e-10, "mixed-precision HMM");
+    }
+
+    [TestMethod]
+    [DataRow(ScalarType.Float32)]
+    [DataRow(ScalarType.Float64)]
+    public void AnObservationImpossibleInEveryStateGivesMinusInfinityNotNaN(ScalarType dtype)
+    {
+        // Series 0: its last observation has log e = −∞ in both states; series 1: every one; series 2: none. The likelihood
+        // of the first two is 0 (log −∞), and the gradient stays finite (there is nothing to move probability towards).
+        foreach (long steps in new[] { 1L, 2L, 5L, 40L })
+        {
+            var emission = torch.zeros(3, steps, 2, dtype: dtype);
+            emission[0, steps - 1] = torch.full(2, double.NegativeInfinity, dtype);
+            emission[1] = torch.full(steps, 2, double.NegativeInfinity, dtype);
+            emission.requires_grad_();
+            var logLikelihood = HiddenMarkovModel.LogLikelihood(torch.zeros(2, dtype: dtype), torch.zeros(2, 2, dtype: dtype), emission);
+            var values = logLikelihood.to_type(ScalarType.Float64).data<double>().ToArray();
+            Assert.IsTrue(double.IsNegativeInfinity(values[0]) && double.IsNegativeInfinity(values[1]), $"T = {steps}: {string.Join(", ", values)}");
+            Assert.AreEqual(steps * Math.Log(2), values[2], 1e-5, $"T = {steps}: uniform chain, log 2 per step");
+            logLikelihood.sum().backward();
+            Assert.IsTrue(emission.grad!.isfinite().all().item<bool>(), $"T = {steps}: finite gradient");
+        }
+    }
+
+    [TestMethod]
     public void MismatchedShapesNameTheArgument()
     {
         Assert.AreEqual("chain", Assert.ThrowsExactly<ArgumentException>(() => LogSemiring.Reduce(torch.zeros(4, 2, 3))).ParamName);

@@ -1,3 +1,4 @@
+using Microsoft.ML.NormalizingFlows.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,13 +32,7 @@ public abstract class Distribution
         : throw new ArgumentOutOfRangeException(name, value, $"Parameter '{name}' must be positive and finite.");
 
     /// <summary>Checks a parameter tensor is floating point; integers would truncate the arithmetic.</summary>
-    protected static Tensor Parameter(Tensor value, string name)
-    {
-        ArgumentNullException.ThrowIfNull(value, name);
-        if (!value.is_floating_point())
-            throw new ArgumentException($"Parameter '{name}' must be a floating-point tensor; got {value.dtype}.", name);
-        return value;
-    }
+    protected static Tensor Parameter(Tensor value, string name) => TensorArguments.RequireFloatingPoint(value, name, $"Parameter '{name}'");
 
     /// <summary>The parameter on the value's dtype and device (no copy when they already match).</summary>
     protected static Tensor Like(Tensor parameter, Tensor value) =>

@@ -94,12 +94,12 @@ public static class HiddenMarkovModel
             saved.Add(scaledTransition);
             saved.Add(scaledEmission);
             var level = FirstProducts(scaledTransition, scaledEmission);
-            // Every product rescaled to a largest entry of 1 (a product that underflowed whole keeps the scale 1 and stays 0,
-            // not NaN); the scales' logs are summed at the end.
+            // Every product rescaled to a largest entry of 1 (a product that underflowed whole stays 0, not NaN); the scales'
+            // logs are summed at the end.
             var rescales = new List<Tensor>();
             Tensor Rescaled(Tensor product)
             {
-                var rescale = OneWhereZero(product.amax(new long[] { 1, 2 }, keepdim: true)); // [K, 1, 1, N]
+                var rescale = AtLeastTiny(product.amax(new long[] { 1, 2 }, keepdim: true)); // [K, 1, 1, N]
                 rescales.Add(rescale.view(product.shape[0], draws));
                 return product.div_(rescale);
             }
@@ -109,8 +109,8 @@ public static class HiddenMarkovModel
             saved.Add(level);
             while (level.shape[0] > 1)
             {
-                long count = level.shape[0], pairs = count / 2;
-                var halves = level.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).unbind(1);
+                long count = level.shape[0];
+                var halves = Pairs(level);
                 var product = Rescaled(MatrixProduct(halves[0], halves[1]));
                 level = count % 2 == 0 ? product : torch.cat(new[] { product, level.narrow(0, count - 1, 1) }, 0);
                 saved.Add(level);
@@ -138,25 +138,31 @@ public static class HiddenMarkovModel
             // child is entered through its left sibling and left as its parent is. A level's odd last node was carried up
             // unchanged, and so are its vectors. saved[3] is the level of pair products, saved[^1] the root.
             for (int l = saved.Count - 2; l >= 3; l--)
+            {
+                var halves = Pairs(saved[l]);
                 (forwardVector, backwardVector) = Children(forwardVector, backwardVector, saved[l].shape[0],
-                    (f, pairs) => VectorMatrix(f, saved[l].narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).select(1, 0)),
-                    (r, pairs) => MatrixVector(saved[l].narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).select(1, 1), r));
-            // Down to the chain's own steps, whose matrices are never formed: f M_t = (f Â) ê_t and M_t r = Â (ê_t r).
+                    f => VectorMatrix(f, halves[0]), r => MatrixVector(halves[1], r));
+            }
+            // Down to the chain's own steps, whose matrices are never formed: f M_t = (f Â) ê_t and M_t r = Â (ê_t r), with
+            // Â one matrix per draw ([1, S, S, N] broadcasts over the steps).
+            var shared = transition.unsqueeze(0);
             long chainLength = emission.shape[0];
             if (chainLength > 1)
+            {
+                var halves = Pairs(emission);
                 (forwardVector, backwardVector) = Children(forwardVector, backwardVector, chainLength,
-                    (f, pairs) => SharedVectorMatrix(f, transition).mul_(emission.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).select(1, 0)),
-                    (r, pairs) => SharedMatrixVector(transition, emission.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).select(1, 1) * r));
+                    f => VectorMatrix(f, shared).mul_(halves[0]), r => MatrixVector(shared, halves[1] * r));
+            }
             // ξ_t(i, j) = α_{t−1}(i) Â(i, j) ê_t(j) β_t(j) / Z_t, Z_t its sum over (i, j) (any scale of α and β cancels).
             // Marginals: P(s_t = j | y) = (α_{t−1} Â)(j) ê_t(j) β_t(j) / Z_t. Σ_t ξ_t(i, j) = Â(i, j) Σ_t w_t α_{t−1}(i) (ê_t β_t)(j): an
             // outer product per step summed over t (as a batched matrix product over the draws it was 5x slower: tiny matrices).
             var leaving = emission * backwardVector;                                             // ê_t β_t, [T − 1, S, N]
-            var marginals = SharedVectorMatrix(forwardVector, transition).mul_(leaving);          // ∝ P(s_t | y), t = 2 … T
-            var weights = OneWhereZero(marginals.sum(1, keepdim: true)).reciprocal_().mul_(grad); // ∂L/∂ℓ / Z_t, [T − 1, 1, N]
+            var marginals = VectorMatrix(forwardVector, shared).mul_(leaving);          // ∝ P(s_t | y), t = 2 … T
+            var weights = AtLeastTiny(marginals.sum(1, keepdim: true)).reciprocal_().mul_(grad); // ∂L/∂ℓ / Z_t, [T − 1, 1, N]
             marginals.mul_(weights);
             var weightedForward = forwardVector * weights;                                       // w_t α_{t−1}(i)
             var expectedCounts = (weightedForward.unsqueeze(2) * leaving.unsqueeze(1)).sum(new long[] { 0 }).mul_(transition).permute(2, 0, 1); // Σ_t ξ_t, [N, S, S]
-            var firstMarginal = SharedMatrixVector(transition, leaving.narrow(0, 0, 1)).mul_(weightedForward.narrow(0, 0, 1)); // P(s_1 | y), [1, S, N]
+            var firstMarginal = MatrixVector(shared, leaving.narrow(0, 0, 1)).mul_(weightedForward.narrow(0, 0, 1)); // P(s_1 | y), [1, S, N]
             var gradEmission = torch.cat(new[] { firstMarginal, marginals }, 0).permute(2, 0, 1);
             return new List<Tensor> { firstMarginal.squeeze(0).t(), expectedCounts, gradEmission };
         }
@@ -166,13 +172,13 @@ public static class HiddenMarkovModel
         /// <paramref name="throughLeft"/> gives f P for each pair's left node, <paramref name="throughRight"/> P r for its right one.
         /// </summary>
         private static (Tensor Entering, Tensor Leaving) Children(Tensor entering, Tensor leaving, long count,
-            Func<Tensor, long, Tensor> throughLeft, Func<Tensor, long, Tensor> throughRight)
+            Func<Tensor, Tensor> throughLeft, Func<Tensor, Tensor> throughRight)
         {
             long pairs = count / 2;
             var parentIn = entering.narrow(0, 0, pairs);
             var parentOut = leaving.narrow(0, 0, pairs);
-            var nextIn = torch.stack(new[] { parentIn, Normalized(throughLeft(parentIn, pairs)) }, 1).flatten(0, 1);
-            var nextOut = torch.stack(new[] { Normalized(throughRight(parentOut, pairs)), parentOut }, 1).flatten(0, 1);
+            var nextIn = torch.stack(new[] { parentIn, Normalized(throughLeft(parentIn)) }, 1).flatten(0, 1);
+            var nextOut = torch.stack(new[] { Normalized(throughRight(parentOut)), parentOut }, 1).flatten(0, 1);
             if (count % 2 == 1)
             {
                 nextIn = torch.cat(new[] { nextIn, entering.narrow(0, pairs, 1) }, 0);
@@ -187,9 +193,9 @@ public static class HiddenMarkovModel
         /// </summary>
         private static Tensor FirstProducts(Tensor transition, Tensor emission)
         {
-            long chainLength = emission.shape[0], pairs = chainLength / 2, states = transition.shape[0];
+            long chainLength = emission.shape[0], states = transition.shape[0];
             if (chainLength == 1) return transition.unsqueeze(0) * emission.unsqueeze(1);
-            var halves = emission.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).unbind(1); // ê_a, ê_b: [pairs, S, N]
+            var halves = Pairs(emission); // ê_a, ê_b: [pairs, S, N]
             var firsts = halves[0].unsqueeze(1).unsqueeze(1).unbind(3);                                     // ê_a(m): [pairs, 1, 1, N]
             var columns = transition.unsqueeze(1).unbind(2);                                               // Â(·, m): [S, 1, N]
             var rows = transition.unsqueeze(0).unbind(1);                                                  // Â(m, ·): [1, S, N]
@@ -201,34 +207,21 @@ public static class HiddenMarkovModel
             return torch.cat(new[] { product, last }, 0);
         }
 
-        /// <summary>Row vectors times one matrix per draw: (f Â)(j) = Σ_i f(i) Â(i, j), f [K, S, N], Â [S, S, N].</summary>
-        private static Tensor SharedVectorMatrix(Tensor vectors, Tensor matrix)
+        /// <summary>The first and second members of each pair along dimension 0 (an odd last member left out): two [K / 2, ...] views.</summary>
+        private static Tensor[] Pairs(Tensor items)
         {
-            var entries = vectors.unsqueeze(2).unbind(1); // f(i): [K, 1, N]
-            var rows = matrix.unbind(0);                  // Â(i, ·): [S, N]
-            var result = entries[0] * rows[0];
-            for (int i = 1; i < rows.Length; i++) result.addcmul_(entries[i], rows[i], S(1));
-            return result;
+            long pairs = items.shape[0] / 2;
+            return items.narrow(0, 0, 2 * pairs).unflatten(0, new long[] { pairs, 2 }).unbind(1);
         }
 
-        /// <summary>One matrix per draw times column vectors: (Â r)(i) = Σ_j Â(i, j) r(j), r [K, S, N].</summary>
-        private static Tensor SharedMatrixVector(Tensor matrix, Tensor vectors)
-        {
-            var entries = vectors.unsqueeze(2).unbind(1); // r(j): [K, 1, N]
-            var columns = matrix.unbind(1);               // Â(·, j): [S, N]
-            var result = entries[0] * columns[0];
-            for (int j = 1; j < columns.Length; j++) result.addcmul_(entries[j], columns[j], S(1));
-            return result;
-        }
-
-        private static Tensor Normalized(Tensor vectors) => vectors.mul_(OneWhereZero(vectors.sum(-2, keepdim: true)).reciprocal_());
+        private static Tensor Normalized(Tensor vectors) => vectors.mul_(AtLeastTiny(vectors.sum(-2, keepdim: true)).reciprocal_());
 
         /// <summary>
-        /// Scales and normalizers that are 0 (everything underflowed, or an observation impossible in every state) replaced
-        /// by 1, so that dividing by them leaves the zeros 0 instead of making NaN. (A clamp to a tiny positive number would
-        /// depend on the type: 1e-300 is 0 in float32.)
+        /// Scales and normalizers kept at least the type's smallest normal number, so that dividing by one that is 0
+        /// (everything underflowed, or an observation impossible in every state) leaves the zeros 0 instead of making NaN.
+        /// (A fixed 1e-300 would be 0 in float32.)
         /// </summary>
-        private static Tensor OneWhereZero(Tensor values) => values.masked_fill_(values.eq(S(0)), S(1));
+        private static Tensor AtLeastTiny(Tensor values) => values.clamp_min_(S(torch.finfo(values.dtype).tiny));
 
         // The products below are unrolled over the S terms of the inner sum: S multiply–adds over whole [K, S, S, N] tensors
         // ran faster than one broadcast product with a sum over a middle dimension, and than batched matrix products.
@@ -243,7 +236,7 @@ public static class HiddenMarkovModel
             return product;
         }
 
-        /// <summary>Row vectors times matrices: (f P)(j) = Σ_i f(i) P(i, j), f [K, S, N], P [K, S, S, N].</summary>
+        /// <summary>Row vectors times matrices: (f P)(j) = Σ_i f(i) P(i, j), f [K, S, N], P [K, S, S, N] (or [1, S, S, N], one per draw for every row).</summary>
         private static Tensor VectorMatrix(Tensor vectors, Tensor matrices)
         {
             var entries = vectors.unsqueeze(2).unbind(1); // f(i): [K, 1, N]
@@ -253,7 +246,7 @@ public static class HiddenMarkovModel
             return result;
         }
 
-        /// <summary>Matrices times column vectors: (P r)(i) = Σ_j P(i, j) r(j), P [K, S, S, N], r [K, S, N].</summary>
+        /// <summary>Matrices times column vectors: (P r)(i) = Σ_j P(i, j) r(j), P [K, S, S, N] (or [1, S, S, N]), r [K, S, N].</summary>
         private static Tensor MatrixVector(Tensor matrices, Tensor vectors)
         {
             var entries = vectors.unsqueeze(2).unbind(1); // r(j): [K, 1, N]

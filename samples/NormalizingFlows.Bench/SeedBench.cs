@@ -82,7 +82,7 @@ internal static partial class BenchVerbs
             }
             if (checkpointEvery is int every)
             {
-                if (every < 1000 || every % 1000 != 0 || budgetSeconds is not null)
+                if (every < SeedReportEvery || every % SeedReportEvery != 0 || budgetSeconds is not null)
                 {
                     Console.Error.WriteLine("error: --checkpoints EVERY needs a multiple of 1,000 (progress comes every 1,000 steps) and no time budget.");
                     return 2;
@@ -131,11 +131,19 @@ internal static partial class BenchVerbs
     {
         var target = TargetGallery.Create("ring");
         var q = FlowFactory.Create("planar", 2, layers, seed);
-        var options = new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed, TimeLimit = budget,
-            Schedule = cosine ? LearningRateSchedule.Cosine(0.0) : null };
-        var result = VariationalTrainer.Fit(q, target, options, progress);
+        var result = VariationalTrainer.Fit(q, target, SeedOptions(iterations, batch, threads, seed, budget, cosine), progress);
         return (result, Evaluation.EstimateElbo(q, target, 100_000));
     }
+
+    /// <summary>Steps between progress reports: the memory probe and the checkpoints hook onto them.</summary>
+    private const int SeedReportEvery = 1000;
+
+    /// <summary>The seed's training settings: Adam 6e-4, constant (or a cosine to 0), progress every 1,000 steps.</summary>
+    private static TrainerOptions SeedOptions(int iterations, int batch, int threads, long seed, TimeSpan? budget = null, bool cosine = false) => new()
+    {
+        Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = SeedReportEvery, Seed = seed, TimeLimit = budget,
+        Schedule = cosine ? LearningRateSchedule.Cosine(0.0) : null,
+    };
 
     /// <summary>
     /// Time to quality: each seed's exact KL (100,000 draws) every <paramref name="every"/> steps, with the training time up
@@ -163,13 +171,8 @@ internal static partial class BenchVerbs
                 (seconds.TryGetValue(p.Iteration, out var t) ? t : seconds[p.Iteration] = new()).Add(trained);
                 line.Add(string.Create(CultureInfo.InvariantCulture, $"{p.Iteration / 1000}k:{kl:F4}"));
             });
-            VariationalTrainer.Fit(q, target, new TrainerOptions { Iterations = iterations, BatchSize = batch, LearningRate = 6e-4, Threads = threads, ReportEvery = 1000, Seed = seed }, progress);
+            VariationalTrainer.Fit(q, target, SeedOptions(iterations, batch, threads, seed), progress);
             Console.WriteLine($"seed={seed} " + string.Join(' ', line));
-        }
-        static double Median(List<double> values)
-        {
-            var sorted = values.Order().ToArray();
-            return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
         }
         int? reached = null;
         foreach (var (step, values) in kls)
@@ -185,6 +188,12 @@ internal static partial class BenchVerbs
         return 0;
     }
 
+    private static double Median(IReadOnlyCollection<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
     /// <summary>The seed experiment once per seed: how the final KL after a fixed number of steps spreads over random streams.</summary>
     private static int RunSeedSweep(int iterations, int layers, int batch, int threads, long firstSeed, long lastSeed, TimeSpan? budget = null, bool cosine = false)
     {
@@ -197,7 +206,7 @@ internal static partial class BenchVerbs
                 $"seed={seed} seconds={result.Elapsed.TotalSeconds:F2} steps={result.Iterations} kl={estimate.Kl:F4}±{estimate.StandardError:F4} (100,000 draws)"));
         }
         var sorted = kls.Order().ToArray();
-        double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        double median = Median(kls);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"seeds {firstSeed}-{lastSeed}: median kl={median:F4}, min {sorted[0]:F4}, max {sorted[^1]:F4}, {kls.Count(k => k <= 0.01)} of {kls.Count} at ≤ 0.01"));
         return 0;

@@ -23,6 +23,14 @@ public sealed class ParallelScanTests
         return torch.stack(values, -1);
     }
 
+    /// <summary>The HMM forward algorithm step by step in log space (the reference the tree is held to).</summary>
+    private static torch.Tensor ForwardLoop(torch.Tensor logInitial, torch.Tensor logTransition, torch.Tensor logEmission)
+    {
+        var alpha = logInitial + logEmission.select(-2, 0);
+        for (long t = 1; t < logEmission.shape[^2]; t++) alpha = torch.logsumexp(alpha.unsqueeze(-1) + logTransition, -2) + logEmission.select(-2, t);
+        return torch.logsumexp(alpha, -1);
+    }
+
     /// <summary>The scan against the loop, in value and in the gradients of (x · w).sum() with respect to a, b and x_0
     /// (the loop may take broadcast copies of a and x_0; the gradients must still reach the originals).</summary>
     private static void AssertScanEqualsLoop(torch.Tensor a, torch.Tensor b, torch.Tensor x0, torch.Tensor w, torch.Tensor? loopA = null, torch.Tensor? loopX0 = null)
@@ -202,21 +210,12 @@ public sealed class ParallelScanTests
         var longEmission = (Random(13, 4, 800, states) - 2).requires_grad_();
         var a = torch.nn.functional.log_softmax(logits, -1);
         var start = torch.full(new long[] { 4, states }, -Math.Log(states), dtype: ScalarType.Float64);
-        var alpha = start + longEmission.select(1, 0);
-        for (int t = 1; t < 800; t++) alpha = torch.logsumexp(alpha.unsqueeze(-1) + a, -2) + longEmission.select(1, t);
-        var looped = torch.logsumexp(alpha, -1);
+        var looped = ForwardLoop(start, a, longEmission);
         var tree = HiddenMarkovModel.LogLikelihood(start, a, longEmission);
         AssertClose(looped, tree, 1e-10, "log-likelihood, T = 800");
         var gradLoop = torch.autograd.grad(new[] { looped.sum() }, new[] { logits, longEmission }, retain_graph: true); // log_softmax is shared by both graphs
         var gradTree = torch.autograd.grad(new[] { tree.sum() }, new[] { logits, longEmission });
         for (int i = 0; i < 2; i++) AssertClose(gradLoop[i], gradTree[i], 1e-10, $"gradient {i}");
-    }
-
-    private static torch.Tensor ForwardLoop(torch.Tensor logInitial, torch.Tensor logTransition, torch.Tensor logEmission)
-    {
-        var alpha = logInitial + logEmission.select(-2, 0);
-        for (long t = 1; t < logEmission.shape[^2]; t++) alpha = torch.logsumexp(alpha.unsqueeze(-1) + logTransition, -2) + logEmission.select(-2, t);
-        return torch.logsumexp(alpha, -1);
     }
 
     [TestMethod]
@@ -285,9 +284,7 @@ public sealed class ParallelScanTests
         var logTransition = torch.nn.functional.log_softmax(Random(14, states, states), 1);
         var emission = (Random(15, steps, states) * 400).requires_grad_(); // log e_t(s) spread over ±1,200 nats
         var logInitial = torch.full(new long[] { states }, -Math.Log(states), dtype: ScalarType.Float64);
-        var alpha = logInitial + emission.select(0, 0);
-        for (int t = 1; t < steps; t++) alpha = torch.logsumexp(alpha.unsqueeze(-1) + logTransition, -2) + emission.select(0, t);
-        var looped = torch.logsumexp(alpha, -1);
+        var looped = ForwardLoop(logInitial, logTransition, emission);
         var tree = HiddenMarkovModel.LogLikelihood(logInitial, logTransition, emission);
         AssertClose(looped, tree, 1e-10, "log-likelihood");
         var gradLoop = torch.autograd.grad(new[] { looped }, new[] { emission })[0];

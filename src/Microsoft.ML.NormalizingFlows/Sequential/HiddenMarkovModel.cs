@@ -10,8 +10,17 @@ namespace Microsoft.ML.NormalizingFlows.Sequential;
 /// forward–backward algorithm on the same tree. Everything is batched over leading dimensions (draws of the
 /// parameters) and differentiable.
 /// </summary>
-public static class HiddenMarkovModel
+public static partial class HiddenMarkovModel
 {
+    /// <summary>Which implementation computes the likelihood and its gradient (both are exact; tests hold each to the loop).</summary>
+    internal enum Algorithm
+    {
+        /// <summary>The sequential pass on CPU tensors, the product tree elsewhere.</summary>
+        Automatic,
+        ProductTree,
+        SequentialCpu,
+    }
+
     /// <summary>
     /// log p(y_1 … y_T) = log Σ over state paths of π(s_1) e_1(s_1) Π_t A(s_{t−1}, s_t) e_t(s_t).
     /// <para>Value: the tree multiplies <i>scaled probability</i> matrices M_t = exp(log A + log e_t − max), rescaling every
@@ -31,7 +40,10 @@ public static class HiddenMarkovModel
     /// <param name="logTransition">log A (rows: from, columns: to), [..., S, S].</param>
     /// <param name="logEmission">log e_t(s) = log p(y_t | state s), [..., T, S].</param>
     /// <returns>The log-likelihood, shaped as the broadcast of the three inputs' leading dimensions.</returns>
-    public static Tensor LogLikelihood(Tensor logInitial, Tensor logTransition, Tensor logEmission)
+    public static Tensor LogLikelihood(Tensor logInitial, Tensor logTransition, Tensor logEmission) =>
+        LogLikelihood(logInitial, logTransition, logEmission, Algorithm.Automatic);
+
+    internal static Tensor LogLikelihood(Tensor logInitial, Tensor logTransition, Tensor logEmission, Algorithm algorithm)
     {
         TensorArguments.RequireFloatingPoint(logInitial, nameof(logInitial));
         TensorArguments.RequireFloatingPoint(logTransition, nameof(logTransition));
@@ -53,10 +65,11 @@ public static class HiddenMarkovModel
         var pi = logInitial.expand(batch.Append(states).ToArray()).reshape(draws, states);
         var a = logTransition.expand(batch.Concat(new[] { states, states }).ToArray()).reshape(draws, states, states);
         var e = logEmission.expand(batch.Concat(new[] { steps, states }).ToArray()).reshape(draws, steps, states);
-        return ForwardAlgorithm.apply(pi, a, e).reshape(batch);
+        bool sequential = algorithm == Algorithm.SequentialCpu || algorithm == Algorithm.Automatic && e.device_type == DeviceType.CPU;
+        return (sequential ? SequentialForwardBackward.apply(pi, a, e) : ForwardAlgorithm.apply(pi, a, e)).reshape(batch);
     }
 
-    /// <summary>The forward algorithm as one autograd node (see <see cref="LogLikelihood"/>).</summary>
+    /// <summary>The forward algorithm as one autograd node over the product tree (see <see cref="LogLikelihood(Tensor, Tensor, Tensor)"/>).</summary>
     private sealed class ForwardAlgorithm : torch.autograd.SingleTensorFunction<ForwardAlgorithm>
     {
         public override string Name => "HiddenMarkovModel.LogLikelihood";

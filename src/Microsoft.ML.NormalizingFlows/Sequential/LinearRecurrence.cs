@@ -5,15 +5,25 @@ namespace Microsoft.ML.NormalizingFlows.Sequential;
 
 /// <summary>
 /// The linear recurrence x_t = a_t x_{t−1} + b_t (AR processes, GARCH variance recursions, exponential smoothing)
-/// for every t at once, as a parallel (associative) scan: O(log T) rounds of a few whole-tensor operations instead
-/// of T dependent steps, and autograd differentiates it as it would the loop. Time is the last dimension; leading
+/// for every t at once, differentiable, as one autograd node instead of T dependent steps of tensor operations. On CPU
+/// tensors it is one hand-written pass per series (the recursion itself, forward and adjoint); on other devices a
+/// parallel (associative) scan: O(log T) rounds of a few whole-tensor operations. Time is the last dimension; leading
 /// dimensions (draws, series) are batched.
 /// </summary>
-public static class LinearRecurrence
+public static partial class LinearRecurrence
 {
+    /// <summary>Which implementation solves the recursion (both exact; tests hold each to the loop).</summary>
+    internal enum Algorithm
+    {
+        /// <summary>The sequential pass on CPU tensors, the chunked scan elsewhere.</summary>
+        Automatic,
+        ChunkedScan,
+        SequentialCpu,
+    }
+
     /// <summary>
     /// x_t for t = 1 … T, with x_0 = <paramref name="initial"/> (zero when null).
-    /// Within chunks of <see cref="ChunkLength"/> steps the recursion has a closed form, x_c = P_c (x_start + Σ_{s ≤ c} b_s / P_s)
+    /// On CPU tensors, the recursion step by step in compiled code (<see cref="SequentialRecurrence"/>). Elsewhere, within chunks of <see cref="ChunkLength"/> steps the recursion has a closed form, x_c = P_c (x_start + Σ_{s ≤ c} b_s / P_s)
     /// with P_c = a_1 ⋯ a_c: one cumulative product, one cumulative sum and three multiplications for every chunk at
     /// once. The chunks' end values follow the same kind of recursion with coefficient P_C, solved the same way (a
     /// level per factor of C in T: three levels for T ≤ 4,096), and are carried back into the chunks by one
@@ -25,7 +35,9 @@ public static class LinearRecurrence
     /// <param name="a">Coefficients a_t, [..., T] (broadcast against <paramref name="b"/>); [..., 1] for one coefficient per series.</param>
     /// <param name="b">Offsets b_t, [..., T].</param>
     /// <param name="initial">x_0, [...] (the shape of one time slice), or null for 0.</param>
-    public static Tensor Scan(Tensor a, Tensor b, Tensor? initial = null)
+    public static Tensor Scan(Tensor a, Tensor b, Tensor? initial = null) => Scan(a, b, initial, Algorithm.Automatic);
+
+    internal static Tensor Scan(Tensor a, Tensor b, Tensor? initial, Algorithm algorithm)
     {
         TensorArguments.RequireFloatingPoint(a, nameof(a));
         TensorArguments.RequireFloatingPoint(b, nameof(b));
@@ -45,7 +57,8 @@ public static class LinearRecurrence
         // once per chunk length, not once per step. The shapes alone decide, so no value is read back from the device.
         if (a.dim() == 0 || a.shape[^1] == 1) coefficient = coefficient.narrow(-1, 0, 1);
         var startValue = initial is null ? null : torch.broadcast_to(initial, offset.shape[..^1]);
-        return RecurrenceFunction.apply(coefficient, offset, startValue!);
+        bool sequential = algorithm == Algorithm.SequentialCpu || algorithm == Algorithm.Automatic && offset.device_type == DeviceType.CPU;
+        return sequential ? SequentialRecurrence.apply(coefficient, offset, startValue!) : RecurrenceFunction.apply(coefficient, offset, startValue!);
     }
 
     /// <summary>Steps per chunk: the chunk's products P_c must stay within float64's range for every |a| ≥ <see cref="SmallestCoefficient"/>.</summary>

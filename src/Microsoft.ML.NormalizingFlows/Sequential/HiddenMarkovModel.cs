@@ -5,10 +5,11 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.NormalizingFlows.Sequential;
 
 /// <summary>
-/// The log-likelihood of a hidden Markov model by the forward algorithm, computed as a product tree over time:
-/// O(log T) rounds of batched S×S matrix products instead of T dependent steps, and its gradient by the
-/// forward–backward algorithm on the same tree. Everything is batched over leading dimensions (draws of the
-/// parameters) and differentiable.
+/// The log-likelihood of a hidden Markov model by the forward algorithm, and its gradient by the forward–backward
+/// algorithm, as one autograd node instead of T dependent steps of tensor operations: on CPU tensors a compiled pass
+/// per draw (<see cref="SequentialForwardBackward"/>), elsewhere a product tree over time (O(log T) rounds of
+/// batched S×S matrix products). Everything is batched over leading dimensions (draws of the parameters) and
+/// differentiable.
 /// </summary>
 public static partial class HiddenMarkovModel
 {
@@ -35,6 +36,8 @@ public static partial class HiddenMarkovModel
     /// <para>Layout: time first and the draws last ([T, S, S, N]), so that every product, reduction and rescaling runs
     /// over contiguous rows of N draws rather than over 2×2 blocks (libtorch's batched matrix product and its
     /// reductions are slow on many tiny matrices).</para>
+    /// <para>That is the tree, the path on devices other than the CPU. CPU tensors take the sequential pass, the same
+    /// quantities (scaled forward recursion, normalized posteriors) computed step by step.</para>
     /// </summary>
     /// <param name="logInitial">log π, [..., S].</param>
     /// <param name="logTransition">log A (rows: from, columns: to), [..., S, S].</param>

@@ -74,27 +74,57 @@ internal static class MrpModel
         return (groups.Select(g => g.First()).ToArray(), groups.Select(g => (double)g.Count()).ToArray(), groups.Select(g => (double)g.Sum(r => r.Last)).ToArray());
     }
 
+    /// <summary>
+    /// How the group effects are written. All are the same statistical model; they differ in the geometry the fit
+    /// sees. <see cref="NonCentred"/> (shared/data/mrp's model, as Stan's MRP case study writes it): z_g ~ Normal(0, 1)
+    /// and the effect is σ_g · z_g, which suits groups the data say little about. <see cref="Centred"/>: the effect
+    /// a_g ~ Normal(0, σ_g) itself, which suits effects the data pin down: at a million respondents the non-centred
+    /// posterior of such a group is a thin curved ridge (σ_g · z_g fixed by the data, σ_g and z_g apart only by their
+    /// priors). But a group whose effects another group can absorb (region's, inside the states; age's and education's,
+    /// inside age × education) is not pinned however large the survey, and centred it is a funnel whose density grows
+    /// without bound as σ_g → 0 with its effects. <see cref="PartlyCentred"/> writes each group the way that suits it at
+    /// scale: state, ethnicity and age × education centred; region, age and education non-centred.
+    /// </summary>
+    public enum Parameterization { NonCentred, Centred, PartlyCentred }
+
+    /// <summary>Groups that another group's levels can absorb (region within state; age and education within age × education).</summary>
+    private static readonly HashSet<string> AbsorbableGroups = new() { "region", "age", "educ" };
+
+    private static bool IsCentred(string group, Parameterization p) =>
+        p == Parameterization.Centred || p == Parameterization.PartlyCentred && !AbsorbableGroups.Contains(group);
+
+    private static string EffectName(string group, Parameterization p) => (IsCentred(group, p) ? "a_" : "z_") + group;
+
     /// <summary>The model's parameters and priors, shared by the full-data and the streamed variants.</summary>
-    public static BayesianModel Declare(string name)
+    public static BayesianModel Declare(string name, Parameterization parameterization = Parameterization.NonCentred)
     {
         var model = new BayesianModel(name).Parameter("alpha").Parameter("b_male").Parameter("b_rep");
         foreach (var (group, _) in Groups) model.Parameter("sd_" + group, Constraint.Positive);
-        foreach (var (group, levels) in Groups) model.Parameter("z_" + group, levels);
+        foreach (var (group, levels) in Groups) model.Parameter(EffectName(group, parameterization), levels);
         return model;
     }
 
-    public static torch.Tensor LogPrior(ModelContext m)
+    public static torch.Tensor LogPrior(ModelContext m, Parameterization parameterization = Parameterization.NonCentred)
     {
         var logPrior = new Normal(0, 2.5).LogProb(m["alpha"]) + new Normal(0, 2.5).LogProb(m["b_male"]) + new Normal(0, 2.5).LogProb(m["b_rep"]);
         foreach (var (name, _) in Groups)
-            logPrior = logPrior + new HalfNormal(1).LogProb(m["sd_" + name]) + new Normal(0, 1).LogProb(m["z_" + name]).sum(1);
+        {
+            var scale = m["sd_" + name];
+            var effects = m[EffectName(name, parameterization)];
+            var effectPrior = IsCentred(name, parameterization)
+                ? new Normal(torch.zeros_like(scale).unsqueeze(1), scale.unsqueeze(1)).LogProb(effects)
+                : new Normal(0, 1).LogProb(effects);
+            logPrior = logPrior + new HalfNormal(1).LogProb(scale) + effectPrior.sum(1);
+        }
         return logPrior;
     }
 
     /// <summary>The coefficients of the design per draw: [B, 102].</summary>
-    public static torch.Tensor Coefficients(ModelContext m) => torch.cat(
+    public static torch.Tensor Coefficients(ModelContext m, Parameterization parameterization = Parameterization.NonCentred) => torch.cat(
         new[] { m["alpha"].unsqueeze(1), m["b_male"].unsqueeze(1), m["b_rep"].unsqueeze(1) }
-            .Concat(Groups.Select(g => m["z_" + g.Name] * m["sd_" + g.Name].unsqueeze(1))).ToArray(), 1);
+            .Concat(Groups.Select(g => IsCentred(g.Name, parameterization)
+                ? m[EffectName(g.Name, parameterization)]
+                : m[EffectName(g.Name, parameterization)] * m["sd_" + g.Name].unsqueeze(1))).ToArray(), 1);
 
     public static BayesianModel Create(Row[] survey, Row[] poststratification)
     {
@@ -103,9 +133,10 @@ internal static class MrpModel
     }
 
     /// <summary>The model from respondents already grouped into cells (n respondents, k yes answers per cell).</summary>
-    public static BayesianModel Create(Row[] cells, double[] trials, double[] successes, Row[] poststratification)
+    public static BayesianModel Create(Row[] cells, double[] trials, double[] successes, Row[] poststratification,
+        Parameterization parameterization = Parameterization.NonCentred)
     {
-        var model = Declare("mrp")
+        var model = Declare("mrp", parameterization)
             .Data("x", Design(cells), DesignWidth, cells.Length)
             .Data("n", trials)
             .Data("rate", successes.Zip(trials, (k, n) => k / n).ToArray()); // every cell has n ≥ 1 respondents
@@ -126,7 +157,7 @@ internal static class MrpModel
         }
         return model.LogDensity(m =>
         {
-            var eta = Coefficients(m).matmul(m.Data("x")); // [B, cells]
+            var eta = Coefficients(m, parameterization).matmul(m.Data("x")); // [B, cells]
             // The binomial kernel k η − n log(1 + e^η), i.e. BinomialLogit's log-probability without log C(n, k),
             // a constant of the data, and without its support checks, which the counts pass by construction (Stan's
             // binomial_logit_lupmf). It equals −n · BCE-with-logits(η, k/n), which libtorch computes, and
@@ -135,7 +166,7 @@ internal static class MrpModel
             var shape = eta.shape;
             var kernel = torch.nn.functional.binary_cross_entropy_with_logits(eta, m.Data("rate").expand(shape), m.Data("n").expand(shape),
                 reduction: torch.nn.Reduction.None);
-            return LogPrior(m) - kernel.sum(1);
+            return LogPrior(m, parameterization) - kernel.sum(1);
         });
     }
 

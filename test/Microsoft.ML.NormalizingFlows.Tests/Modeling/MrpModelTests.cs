@@ -43,6 +43,42 @@ public sealed class MrpModelTests
     }
 
     [TestMethod]
+    [DataRow("Centred")]
+    [DataRow("PartlyCentred")]
+    public void EveryParameterizationIsTheSameModel(string parameterizationName)
+    {
+        var parameterization = Enum.Parse<MrpModel.Parameterization>(parameterizationName); // the sample's type is internal
+        // At a = σ z the centred density is the non-centred one divided by the map's Jacobian σ per level, so
+        // log p̃(u_centred) = log p̃(u_non-centred) − Σ over centred groups of (levels · log σ_g). The unconstrained
+        // layouts agree: α, β_male, β_rep, the six log σ, then each group's effects.
+        var (cells, trials, successes) = MrpModel.Aggregate(Survey(300, 5));
+        var nonCentred = MrpModel.Create(cells, trials, successes, Array.Empty<MrpModel.Row>()).AsTarget();
+        var other = MrpModel.Create(cells, trials, successes, Array.Empty<MrpModel.Row>(), parameterization).AsTarget();
+        var u = torch.randn(4, nonCentred.Dimension, dtype: ScalarType.Float64, generator: new torch.Generator(8)) * 0.5;
+        var mapped = u.clone();
+        var expected = torch.zeros(4, dtype: ScalarType.Float64);
+        long offset = 3 + MrpModel.Groups.Length;
+        var centredGroups = parameterization == MrpModel.Parameterization.Centred
+            ? MrpModel.Groups.Select(g => g.Name).ToHashSet()
+            : new HashSet<string> { "state", "eth", "age_educ" };
+        for (int g = 0; g < MrpModel.Groups.Length; g++)
+        {
+            var (name, levels) = MrpModel.Groups[g];
+            var logSigma = u[.., 3 + g];
+            if (centredGroups.Contains(name))
+            {
+                mapped[.., TensorIndex.Slice(offset, offset + levels)] = u[.., TensorIndex.Slice(offset, offset + levels)] * logSigma.exp().unsqueeze(1);
+                expected -= levels * logSigma;
+            }
+            offset += levels;
+        }
+        Assert.AreEqual(offset, nonCentred.Dimension);
+        using var noGrad = torch.no_grad();
+        var gap = (other.Evaluate(mapped) - (nonCentred.Evaluate(u) + expected)).abs().max().item<double>();
+        Assert.IsTrue(gap < 1e-8, $"{parameterization}: largest difference {gap:E2}");
+    }
+
+    [TestMethod]
     public void PoststratificationWeighsEachStatesCellsByPopulation()
     {
         // Two cells in state 1 (populations 1 and 3), one in state 2 (population 4).

@@ -109,6 +109,48 @@ public sealed class ObjectiveTests
     }
 
     [TestMethod]
+    public void StoppedParameterLogProbOfAFullRankGaussianKeepsTheSamplingValueAndTheExactPathGradient()
+    {
+        // Well conditioned: the path gradient ∂/∂z of the surrogate is ∇_z log q(z) = −Σ⁻¹(z − μ), here checked against
+        // autograd through the Gaussian's own LogProb (triangular solve).
+        var q = new FlowDistribution(new FullRankNormal(3, 0.7));
+        q.to(ScalarType.Float64);
+        var gaussian = (FullRankNormal)q.Base;
+        using (torch.no_grad())
+        {
+            foreach (var (name, p) in q.named_parameters()) p.copy_(torch.randn(p.shape, dtype: ScalarType.Float64, generator: new torch.Generator(4)) * 0.3);
+        }
+        var noise = torch.randn(5, 3, dtype: ScalarType.Float64, generator: new torch.Generator(5));
+        var (z, logQ) = q.SampleFromNoise(noise);
+        var live = z.detach().requires_grad_();
+        var surrogate = StoppedParameterLogProb.Compute(q, noise, live, logQ);
+        var pathGradient = torch.autograd.grad(new[] { surrogate.sum() }, new[] { live })[0];
+        Tensor expected;
+        using (torch.no_grad())
+        {
+            var precision = torch.linalg.inv(gaussian.Covariance);
+            expected = -(live.detach() - gaussian.Location).matmul(precision);
+        }
+        AssertClose(expected, pathGradient, 1e-9, "path gradient");
+        AssertClose(logQ.detach(), surrogate.detach(), 1e-12, "value");
+
+        // Ill conditioned: a mean of 1,000 and scales of 1e-14, so z − μ is lost to rounding. The value must still be the
+        // sampling pass's log q (recovering ε from z would give log q's of ε ≈ 0 instead, d/2 · ε² nats off).
+        using (torch.no_grad())
+        {
+            foreach (var (name, p) in q.named_parameters())
+            {
+                if (name.EndsWith("loc", StringComparison.Ordinal)) p.fill_(1_000.0);
+                else if (name.Contains("Diagonal", StringComparison.OrdinalIgnoreCase) && !name.Contains("off", StringComparison.OrdinalIgnoreCase)) p.fill_(Math.Log(1e-14));
+            }
+        }
+        var (zBad, logQBad) = q.SampleFromNoise(noise);
+        var value = StoppedParameterLogProb.Compute(q, noise, zBad.detach().requires_grad_(), logQBad).detach();
+        AssertClose(logQBad.detach(), value, 1e-9, "value with z − μ lost to rounding");
+        Assert.IsTrue(value.isfinite().all().item<bool>(), "finite");
+    }
+
+    [TestMethod]
     public void DoublyReparameterizedEqualsStlForOneInnerSample()
     {
         var target = TargetGallery.Create("ring");

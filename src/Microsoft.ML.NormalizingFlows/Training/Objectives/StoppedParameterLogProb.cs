@@ -14,10 +14,11 @@ namespace Microsoft.ML.NormalizingFlows.Training;
 /// Two ways, chosen automatically:
 /// </para>
 /// <list type="bullet">
-/// <item>No transform (mean-field / full-rank Gaussian): evaluate <see cref="FlowDistribution.LogProb"/>
+/// <item>No transform (mean-field / full-rank Gaussian): differentiate <see cref="FlowDistribution.LogProb"/>
 /// at z with every parameter's requires_grad switched off for that one call. Exact and cheap.</item>
-/// <item>A transform with a differentiable inverse (coupling, autoregressive, affine, radial): evaluate
+/// <item>A transform with a differentiable inverse (coupling, autoregressive, affine, radial): differentiate
 /// <see cref="FlowDistribution.LogProb"/> at z with parameters held constant, one inverse pass. Exact.</item>
+/// <item>In both, the value is the sampling pass's log q, not the inverse's (see <see cref="WithValue"/>).</item>
 /// <item>Otherwise (planar's inverse is a bisection without gradients): with parameters held constant, re-run the flow
 /// from the same noise ε and take s = ∇_z log q(z) = J⁻ᵀ ∇_ε log q(T(ε)), where J = ∂z/∂ε comes from d
 /// backward passes (d = dimension) and the d×d systems are solved per draw. The result is the
@@ -41,12 +42,20 @@ public static class StoppedParameterLogProb
         try
         {
             foreach (var p in parameters) p.requires_grad = false;
-            if (q.Transform is null) return q.LogProb(z);
+            if (q.Transform is null && q.Base is FullRankNormal gaussian)
+            {
+                // ∇_z log q(z) = −Σ⁻¹(z − μ) = −L⁻ᵀ ε, from the ε that made z: recovering ε as L⁻¹(z − μ) first loses
+                // the digits z − μ cancels, which on a posterior with sds many orders of magnitude apart made the
+                // gradient noise.
+                var pathScore = torch.linalg.solve_triangular(gaussian.CholeskyFactor.t(), noise.t(), upper: true).t().neg();
+                return logQ.detach().Plus((pathScore.detach() * (z - z.detach())).sum(1));
+            }
+            if (q.Transform is null) return WithValue(logQ, q.LogProb(z));
             if (q.CanEvaluateLogProb)
             {
                 // Through the inverse: gradient reaches z only if the inverse is differentiable (it is not for planar).
                 var viaInverse = q.LogProb(z);
-                if (viaInverse.requires_grad) return viaInverse;
+                if (viaInverse.requires_grad) return WithValue(logQ, viaInverse);
             }
             var score = ScoreAtDraws(q, noise);
             return logQ.detach().Plus((score * (z - z.detach())).sum(1));
@@ -56,6 +65,14 @@ public static class StoppedParameterLogProb
             foreach (var p in parameters) p.requires_grad = true;
         }
     }
+
+    /// <summary>
+    /// The sampling pass's log q as the value, with the gradient of the inverse evaluation. The two are equal in exact
+    /// arithmetic, but the inverse's value is not to be trusted: for an ill-conditioned q (a full-rank Gaussian whose
+    /// Cholesky factor has entries many orders of magnitude apart, as on a posterior of a million rows) the triangular
+    /// solve's rounding turned ε into huge values, and ELBO estimates of +1e85 into the divergence test.
+    /// </summary>
+    private static Tensor WithValue(Tensor logQ, Tensor viaInverse) => logQ.detach().Plus(viaInverse - viaInverse.detach());
 
     /// <summary>∇_z log q(z) at z = T(ε) for each row of ε (parameters must already be held constant).</summary>
     internal static Tensor ScoreAtDraws(FlowDistribution q, Tensor noise)

@@ -44,11 +44,9 @@ public static class StoppedParameterLogProb
             foreach (var p in parameters) p.requires_grad = false;
             if (q.Transform is null && q.Base is FullRankNormal gaussian)
             {
-                // ∇_z log q(z) = −Σ⁻¹(z − μ) = −L⁻ᵀ ε, from the ε that made z: recovering ε as L⁻¹(z − μ) first loses
-                // the digits z − μ cancels, which on a posterior with sds many orders of magnitude apart made the
-                // gradient noise.
-                var pathScore = torch.linalg.solve_triangular(gaussian.CholeskyFactor.t(), noise.t(), upper: true).t().neg();
-                return logQ.detach().Plus((pathScore.detach() * (z - z.detach())).sum(1));
+                // ∇_z log q(z) = −Σ⁻¹(z − μ) = −L⁻ᵀ ε, from the ε that made z: recovering ε as L⁻¹(z − μ) first would lose
+                // the digits z − μ cancels when the sds are many orders of magnitude apart.
+                return WithScore(logQ, torch.linalg.solve_triangular(gaussian.CholeskyFactor.t(), noise.t(), upper: true).t().neg(), z);
             }
             if (q.Transform is null) return WithValue(logQ, q.LogProb(z));
             if (q.CanEvaluateLogProb)
@@ -57,8 +55,7 @@ public static class StoppedParameterLogProb
                 var viaInverse = q.LogProb(z);
                 if (viaInverse.requires_grad) return WithValue(logQ, viaInverse);
             }
-            var score = ScoreAtDraws(q, noise);
-            return logQ.detach().Plus((score * (z - z.detach())).sum(1));
+            return WithScore(logQ, ScoreAtDraws(q, noise), z);
         }
         finally
         {
@@ -73,6 +70,9 @@ public static class StoppedParameterLogProb
     /// solve's rounding turned ε into huge values, and ELBO estimates of +1e85 into the divergence test.
     /// </summary>
     private static Tensor WithValue(Tensor logQ, Tensor viaInverse) => logQ.detach().Plus(viaInverse - viaInverse.detach());
+
+    /// <summary>log q's value with the gradient sᵀ ∂z/∂φ, for a score s = ∇_z log q(z) known at the draws.</summary>
+    private static Tensor WithScore(Tensor logQ, Tensor score, Tensor z) => logQ.detach().Plus((score.detach() * (z - z.detach())).sum(1));
 
     /// <summary>∇_z log q(z) at z = T(ε) for each row of ε (parameters must already be held constant).</summary>
     internal static Tensor ScoreAtDraws(FlowDistribution q, Tensor noise)

@@ -70,7 +70,7 @@ public static partial class HiddenMarkovModel
                 {
                     var max = NegativeInfinity;
                     for (int i = 0; i < s; i++) max = Vector.Max(max, Load(logA, (i * s + j) * padded + lane));
-                    columnMax[j] = Vector.ConditionalSelect(Vector.Equals(max, NegativeInfinity), Vector<double>.Zero, max);
+                    columnMax[j] = ZeroWhereNegativeInfinity(max);
                     for (int i = 0; i < s; i++)
                     {
                         a[i * s + j] = Vector.Exp(Load(logA, (i * s + j) * padded + lane) - columnMax[j]);
@@ -80,7 +80,7 @@ public static partial class HiddenMarkovModel
                 // t = 1: α_1 ∝ π e_1.
                 var shift = NegativeInfinity;
                 for (int j = 0; j < s; j++) shift = Vector.Max(shift, Load(pi, j * padded + lane) + Load(logE, j * padded + lane));
-                shift = Vector.ConditionalSelect(Vector.Equals(shift, NegativeInfinity), Vector<double>.Zero, shift);
+                shift = ZeroWhereNegativeInfinity(shift);
                 var total = Vector<double>.Zero;
                 for (int j = 0; j < s; j++) total += previous[j] = Vector.Exp(Load(pi, j * padded + lane) + Load(logE, j * padded + lane) - shift);
                 var logSum = shift;
@@ -92,7 +92,7 @@ public static partial class HiddenMarkovModel
                     int at = step * row + lane;
                     shift = NegativeInfinity;
                     for (int j = 0; j < s; j++) shift = Vector.Max(shift, Load(logE, at + j * padded) + columnMax[j]);
-                    shift = Vector.ConditionalSelect(Vector.Equals(shift, NegativeInfinity), Vector<double>.Zero, shift);
+                    shift = ZeroWhereNegativeInfinity(shift);
                     logSum += shift;
                     total = Vector<double>.Zero;
                     for (int j = 0; j < s; j++)
@@ -211,6 +211,10 @@ public static partial class HiddenMarkovModel
         }
 
         private static Vector<double> Load(ReadOnlySpan<double> values, int at) => new(values.Slice(at, Lanes));
+
+        /// <summary>A shift of −∞ (everything impossible) as 0, so that exp(−∞ − shift) is 0 and not NaN.</summary>
+        private static Vector<double> ZeroWhereNegativeInfinity(Vector<double> shift) =>
+            Vector.ConditionalSelect(Vector.Equals(shift, NegativeInfinity), Vector<double>.Zero, shift);
 
         /// <summary>Scales the vectors to sum 1 lane by lane and returns the sums (a lane summing to 0 stays zeros: a step impossible in every state).</summary>
         private static Vector<double> Normalize(Span<Vector<double>> values, Vector<double> total)

@@ -63,9 +63,15 @@ public sealed class PlanarRadialTests
         var x = torch.randn(50, d, dtype: ScalarType.Float64, generator: new Generator(11)) * 1.5;
         var weights = torch.randn(50, d, dtype: ScalarType.Float64, generator: new Generator(12));
         var logDetWeights = torch.randn(50, dtype: ScalarType.Float64, generator: new Generator(13));
+        foreach (var constraint in Enum.GetValues<PlanarConstraint>())
+            AssertFusedMatchesOperations(d, constraint, x, weights, logDetWeights);
+    }
+
+    private static void AssertFusedMatchesOperations(int d, PlanarConstraint constraint, Tensor x, Tensor weights, Tensor logDetWeights)
+    {
         (Tensor Z, Tensor L, Tensor[] Grads) Run(bool fused)
         {
-            var flow = Planar(d, 7, seed: 99, fused);
+            var flow = Planar(d, 7, seed: 99, fused, constraint);
             var input = x.clone().requires_grad_(true);
             var (z, l) = flow.Forward(input);
             var loss = (z * weights).sum() + (l * logDetWeights).sum();
@@ -75,13 +81,36 @@ public sealed class PlanarRadialTests
         }
         var fusedRun = Run(true);
         var opRun = Run(false);
-        Assert.IsTrue((fusedRun.Z - opRun.Z).abs().max().ToDouble() < 1e-12, "outputs differ");
-        Assert.IsTrue((fusedRun.L - opRun.L).abs().max().ToDouble() < 1e-12, "log-determinants differ");
+        Assert.IsTrue((fusedRun.Z - opRun.Z).abs().max().ToDouble() < 1e-12, $"{constraint}: outputs differ");
+        Assert.IsTrue((fusedRun.L - opRun.L).abs().max().ToDouble() < 1e-12, $"{constraint}: log-determinants differ");
         for (int i = 0; i < fusedRun.Grads.Length; i++)
         {
             double err = (fusedRun.Grads[i] - opRun.Grads[i]).abs().max().ToDouble();
-            Assert.IsTrue(err < 1e-10, $"gradient {i} differs by {err:E2}");
+            Assert.IsTrue(err < 1e-10, $"{constraint}: gradient {i} differs by {err:E2}");
         }
+    }
+
+    /// <summary>The compiled pass that also carries the score gives the same sample, log det and gradients as without it,
+    /// and the same score as the tensor-operation path.</summary>
+    [TestMethod]
+    [DataRow(PlanarConstraint.IdentityWhereSlack)]
+    [DataRow(PlanarConstraint.Softplus)]
+    public void FusedForwardWithScoreMatchesForwardAndTheOperationPathScore(PlanarConstraint constraint)
+    {
+        var x = torch.randn(40, 3, dtype: ScalarType.Float64, generator: new Generator(21)) * 1.5;
+        var inputScore = torch.randn(40, 3, dtype: ScalarType.Float64, generator: new Generator(22));
+        var fused = Planar(3, 9, seed: 23, fused: true, constraint);
+        var operations = Planar(3, 9, seed: 23, fused: false, constraint);
+        var (z, logDet, score) = fused.ForwardWithScore(x, inputScore);
+        var (zRef, logDetRef) = operations.Forward(x);
+        AssertClose(zRef, z, 1e-12, "sample");
+        AssertClose(logDetRef, logDet, 1e-12, "log det");
+        AssertClose(operations.PushScore(x, inputScore)!, score!, 1e-10, "score");
+        Assert.IsFalse(score!.requires_grad, "the score is not differentiable");
+        (z.sum() + logDet.sum()).backward();
+        (zRef.sum() + logDetRef.sum()).backward();
+        foreach (var (a, b) in fused.parameters().Zip(operations.parameters()))
+            AssertClose(b.grad!, a.grad!, 1e-10, "gradient with the score output");
     }
 
     [TestMethod]

@@ -42,6 +42,12 @@ public abstract class BaseDistribution : nn.Module
         return (ScalarType.Float32, torch.CPU);
     }
 
+    /// <summary>
+    /// ∇_z log q(z) at z = the sample made from <paramref name="noise"/> by <see cref="SampleFromNoise"/>, with the
+    /// parameters held constant (no gradient); null when the distribution has no closed form for it.
+    /// </summary>
+    internal virtual Tensor? ScoreFromNoise(Tensor noise) => null;
+
     /// <summary>−½ d log 2π.</summary>
     protected double LogNormalizerOfStandardNormal => -0.5 * Dimension * Math.Log(2 * Math.PI);
 

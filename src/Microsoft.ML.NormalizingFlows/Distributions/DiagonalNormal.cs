@@ -33,6 +33,13 @@ public sealed class DiagonalNormal : BaseDistribution
         return (z, logProb);
     }
 
+    /// <summary>z = μ + σε, so ∇ log q(z) = −(z − μ)/σ² = −ε/σ.</summary>
+    internal override Tensor? ScoreFromNoise(Tensor noise)
+    {
+        using var noGrad = torch.no_grad();
+        return noise.detach().neg().mul_(logScale.neg().exp());
+    }
+
     public override Tensor LogProb(Tensor z)
     {
         CheckInput(z);

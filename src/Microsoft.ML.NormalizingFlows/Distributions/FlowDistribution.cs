@@ -59,6 +59,36 @@ public sealed class FlowDistribution : nn.Module
         return (z, logQ0 - logDet);
     }
 
+    /// <summary>
+    /// ∇_z log q(z) at the draws z made from <paramref name="noise"/>, with the parameters held constant, in closed
+    /// form (no autograd); null unless both the base and the transform provide one.
+    /// </summary>
+    internal Tensor? ScoreFromNoise(Tensor noise)
+    {
+        using var noGrad = torch.no_grad();
+        if (@base.ScoreFromNoise(noise) is not Tensor baseScore) return null;
+        if (transform is null) return baseScore;
+        return transform.PushScore(@base.SampleFromNoise(noise).Sample, baseScore);
+    }
+
+    /// <summary>
+    /// <see cref="SampleFromNoise"/> and <see cref="ScoreFromNoise"/> in one pass where the transform can (planar on
+    /// CPU): (z, log q(z), ∇_z log q(z) with parameters held constant, or null when there is no closed form).
+    /// </summary>
+    internal (Tensor Sample, Tensor LogProb, Tensor? Score) SampleFromNoiseWithScore(Tensor noise)
+    {
+        var (z0, logQ0) = @base.SampleFromNoise(noise);
+        Tensor? baseScore;
+        using (torch.no_grad()) baseScore = @base.ScoreFromNoise(noise);
+        if (transform is null || baseScore is null)
+        {
+            var (z, logQ) = Push(z0, logQ0);
+            return (z, logQ, transform is null ? baseScore : null);
+        }
+        var (output, logDet, score) = transform.ForwardWithScore(z0, baseScore);
+        return (output, logQ0 - logDet, score);
+    }
+
     /// <summary>log q(z) for given points z [n, d] → [n]; needs an invertible transform.</summary>
     public Tensor LogProb(Tensor z)
     {

@@ -21,6 +21,9 @@ public sealed class StandardNormal : BaseDistribution
         return (noise, LogProb(noise));
     }
 
+    /// <summary>The sample is the noise, and ∇ log N(z; 0, I) = −z.</summary>
+    internal override Tensor? ScoreFromNoise(Tensor noise) => noise.detach().neg();
+
     public override Tensor LogProb(Tensor z)
     {
         CheckInput(z);

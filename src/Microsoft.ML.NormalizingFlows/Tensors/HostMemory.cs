@@ -15,5 +15,18 @@ internal static class HostMemory
     public static Tensor Float64(Tensor tensor) => tensor.to(ScalarType.Float64, torch.CPU).contiguous();
 
     /// <summary>A contiguous float64 CPU tensor's elements, in place.</summary>
-    public static Span<double> Doubles(Tensor tensor) => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(tensor.bytes);
+    public static Span<double> Doubles(Tensor tensor) => Elements<double>(tensor);
+
+    /// <summary>The value of a one-element CPU tensor, read in place (no operation) when it is float64 or float32.</summary>
+    public static double Single(Tensor tensor)
+    {
+        if (tensor.numel() != 1) throw new ArgumentException($"Expected a tensor of one element but got shape [{string.Join(", ", tensor.shape)}].", nameof(tensor));
+        if (tensor.dtype == ScalarType.Float64) return Elements<double>(tensor)[0];
+        if (tensor.dtype == ScalarType.Float32) return Elements<float>(tensor)[0];
+        using var converted = Float64(tensor);
+        return Doubles(converted)[0];
+    }
+
+    /// <summary>A contiguous CPU tensor's elements as <typeparamref name="T"/> (which must be its element type), in place.</summary>
+    public static Span<T> Elements<T>(Tensor tensor) where T : unmanaged => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(tensor.bytes);
 }

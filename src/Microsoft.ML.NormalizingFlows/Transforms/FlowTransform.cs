@@ -30,6 +30,24 @@ public abstract class FlowTransform : nn.Module
     public virtual (Tensor Output, Tensor LogAbsDetJacobian) Inverse(Tensor input) =>
         throw new NotSupportedException($"{GetType().Name} has no inverse.");
 
+    /// <summary>
+    /// The score ∇_y log q_Y(y) at y = f(x), given the input's score ∇_x log q_X(x), with the parameters held
+    /// constant: q_Y(f(x)) = q_X(x) / |det J(x)| gives ∇_y log q_Y = J(x)⁻ᵀ (∇_x log q_X(x) − ∇_x log|det J(x)|).
+    /// Sticking-the-landing gradients need it for flows whose inverse is not differentiable (planar's is a
+    /// bisection). Null (the default) when the transform has no closed form; the caller then uses autograd.
+    /// </summary>
+    internal virtual Tensor? PushScore(Tensor input, Tensor inputScore) => null;
+
+    /// <summary>
+    /// <see cref="Forward"/> and <see cref="PushScore"/> together: (y, log|det J|, ∇_y log q_Y or null). A transform
+    /// that computes both in one pass overrides it; the score is not differentiable.
+    /// </summary>
+    internal virtual (Tensor Output, Tensor LogAbsDetJacobian, Tensor? OutputScore) ForwardWithScore(Tensor input, Tensor inputScore)
+    {
+        var (output, logDet) = Forward(input);
+        return (output, logDet, PushScore(input.detach(), inputScore));
+    }
+
     /// <summary>Throws a specific exception when <paramref name="input"/> is not a [B, d] batch for this transform.</summary>
     protected void CheckInput(Tensor input, string argumentName = "input")
     {

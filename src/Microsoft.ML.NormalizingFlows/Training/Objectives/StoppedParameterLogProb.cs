@@ -11,11 +11,13 @@ namespace Microsoft.ML.NormalizingFlows.Training;
 /// <para>
 /// A flow returns log q from its sampling pass, and differentiating that includes the score term. What
 /// is needed instead is the function z ↦ log q_φ̄(z) (φ̄ = φ held constant) applied to the live z.
-/// Two ways, chosen automatically:
+/// Chosen automatically, in this order:
 /// </para>
 /// <list type="bullet">
 /// <item>No transform (mean-field / full-rank Gaussian): differentiate <see cref="FlowDistribution.LogProb"/>
 /// at z with every parameter's requires_grad switched off for that one call. Exact and cheap.</item>
+/// <item>A base and transform that give the score ∇_z log q(z) in closed form (<see cref="FlowDistribution.ScoreFromNoise"/>:
+/// planar layers on a normal base): the surrogate below with that score, for about the cost of one more forward pass.</item>
 /// <item>A transform with a differentiable inverse (coupling, autoregressive, affine, radial): differentiate
 /// <see cref="FlowDistribution.LogProb"/> at z with parameters held constant, one inverse pass. Exact.</item>
 /// <item>In both, the value is the sampling pass's log q, not the inverse's (see <see cref="WithValue"/>).</item>
@@ -49,6 +51,7 @@ public static class StoppedParameterLogProb
                 return WithScore(logQ, torch.linalg.solve_triangular(gaussian.CholeskyFactor.t(), noise.t(), upper: true).t().neg(), z);
             }
             if (q.Transform is null) return WithValue(logQ, q.LogProb(z));
+            if (q.ScoreFromNoise(noise) is Tensor closedForm) return WithScore(logQ, closedForm, z);
             if (q.CanEvaluateLogProb)
             {
                 // Through the inverse: gradient reaches z only if the inverse is differentiable (it is not for planar).
@@ -72,7 +75,7 @@ public static class StoppedParameterLogProb
     private static Tensor WithValue(Tensor logQ, Tensor viaInverse) => logQ.detach().Plus(viaInverse - viaInverse.detach());
 
     /// <summary>log q's value with the gradient sᵀ ∂z/∂φ, for a score s = ∇_z log q(z) known at the draws.</summary>
-    private static Tensor WithScore(Tensor logQ, Tensor score, Tensor z) => logQ.detach().Plus((score.detach() * (z - z.detach())).sum(1));
+    internal static Tensor WithScore(Tensor logQ, Tensor score, Tensor z) => logQ.detach().Plus((score.detach() * (z - z.detach())).sum(1));
 
     /// <summary>∇_z log q(z) at z = T(ε) for each row of ε (parameters must already be held constant).</summary>
     internal static Tensor ScoreAtDraws(FlowDistribution q, Tensor noise)

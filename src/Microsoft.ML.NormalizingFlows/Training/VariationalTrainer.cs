@@ -221,10 +221,15 @@ public static class VariationalTrainer
         var terms = objective.Compute(q, target, batchSize, generator);
         if (requireTargetGradient) RequireGradientThroughTarget(target, terms.LogP);
         terms.Loss.backward();
-        var elbo = terms.Elbo.detach().to(optimizer.Gradients.dtype);
+        using var noGrad = torch.no_grad(); // what follows only reads values: no graph, no detach() per term
+        var dtype = optimizer.Gradients.dtype;
+        var elbo = InType(terms.Elbo, dtype);
         var largest = optimizer.StepIfFinite(elbo, clipNorm);
-        var values = new List<Tensor> { elbo, terms.LogP.detach().sum().to(largest.dtype), terms.LogQ.detach().sum().to(largest.dtype), largest };
-        if (terms.NonFiniteSamples is Tensor dropped) values.Add(dropped.to(largest.dtype));
+        var values = new List<Tensor> { elbo, InType(terms.LogP.sum(), dtype), InType(terms.LogQ.sum(), dtype), largest };
+        if (terms.NonFiniteSamples is Tensor dropped) values.Add(InType(dropped, dtype));
         log.Add(torch.stack(values));
     }
+
+    /// <summary>The tensor in <paramref name="dtype"/>; itself (no new operation) when it already is.</summary>
+    private static Tensor InType(Tensor tensor, ScalarType dtype) => tensor.dtype == dtype ? tensor : tensor.to(dtype);
 }

@@ -80,6 +80,51 @@ public sealed class OptimizerTests
             Assert.AreEqual(0f, (a - b).abs().max().item<float>(), "accepted masked steps differ from plain ones, or the rejected step left state behind");
     }
 
+    /// <summary>
+    /// The compiled CPU update (decision, clipping and update in one pass) against the tensor-operation path other devices
+    /// take: the same parameters after accepted, clipped and rejected steps (a NaN gradient, then a NaN value), the same
+    /// max |g|, in both precisions.
+    /// </summary>
+    [TestMethod]
+    [DataRow(OptimizerKind.Adam, ScalarType.Float64)]
+    [DataRow(OptimizerKind.Adam, ScalarType.Float32)]
+    [DataRow(OptimizerKind.RMSprop, ScalarType.Float64)]
+    [DataRow(OptimizerKind.RMSprop, ScalarType.Float32)]
+    public void TheCompiledCpuStepMatchesTheTensorPath(OptimizerKind kind, ScalarType dtype)
+    {
+        var target = Target.FromDelegate("normal", 3, z => (z * z).sum(1).mul(-0.5));
+        var onHost = FlowFactory.Create("realnvp", 3, 2, seed: 4);
+        var byOperations = FlowFactory.Create("realnvp", 3, 2, seed: 4);
+        onHost.to(dtype);
+        byOperations.to(dtype);
+        using var host = FlowOptimizer.Create(onHost.parameters(), kind, 0.01);
+        using var device = FlowOptimizer.Create(byOperations.parameters(), kind, 0.01);
+        device.UpdateOnHostWhereCpu = false;
+        double tolerance = dtype == ScalarType.Float64 ? 1e-12 : 1e-4; // float32: the two orders of rounding drift apart through the flow
+        for (int step = 0; step < 12; step++)
+        {
+            var largest = new double[2];
+            int i = 0;
+            foreach (var (q, optimizer) in new[] { (onHost, host), (byOperations, device) })
+            {
+                using var scope = torch.NewDisposeScope();
+                var (z, logQ) = q.Sample(32, new Generator((ulong)step));
+                var loss = (logQ - target.Evaluate(z)).mean();
+                loss.backward();
+                if (step == 4) optimizer.Gradients[3] = double.NaN;
+                var value = step == 7 ? torch.tensor(double.NaN, dtype: dtype) : loss.detach();
+                largest[i++] = optimizer.StepIfFinite(value, clipNorm: step % 3 == 0 ? 0.05 : null).ToDouble();
+                optimizer.ZeroGrad();
+                if (step is 4 or 7) optimizer.Uncount(1);
+            }
+            if (step == 4) Assert.IsTrue(double.IsNaN(largest[0]) && double.IsNaN(largest[1]), "a NaN gradient shows in max |g|");
+            else Assert.AreEqual(largest[1], largest[0], tolerance * Math.Max(1, largest[1]), $"max |g| at step {step}");
+            foreach (var (a, b) in onHost.parameters().Zip(byOperations.parameters()))
+                AssertClose(b, a, tolerance, $"{kind} {dtype}, after step {step}");
+        }
+        Assert.IsTrue(onHost.parameters().All(p => p.isfinite().all().item<bool>()), "the rejected steps left no NaN behind");
+    }
+
     [TestMethod]
     public void ParametersAreSeatedInOneBufferThatGradientsAccumulateInto()
     {

@@ -42,6 +42,23 @@ public sealed class AdamOptimizer : FlowOptimizer
         Commit(secondMoment, second, accept);
     }
 
+    protected override void UpdateOnHost<T>(Span<T> values, ReadOnlySpan<T> gradients)
+    {
+        var first = HostState<T>(firstMoment);
+        var second = HostState<T>(secondMoment);
+        T beta1 = T.CreateChecked(Beta1), beta2 = T.CreateChecked(Beta2), epsilon = T.CreateChecked(Epsilon);
+        T oneMinusBeta1 = T.CreateChecked(1 - Beta1), oneMinusBeta2 = T.CreateChecked(1 - Beta2);
+        T sqrtBiasCorrection2 = T.CreateChecked(Math.Sqrt(1 - Math.Pow(Beta2, Steps)));
+        T negativeStepSize = T.CreateChecked(-LearningRate / (1 - Math.Pow(Beta1, Steps)));
+        for (int i = 0; i < values.Length; i++)
+        {
+            T g = gradients[i];
+            first[i] = first[i] * beta1 + oneMinusBeta1 * g;
+            second[i] = second[i] * beta2 + oneMinusBeta2 * (g * g);
+            values[i] += negativeStepSize * (first[i] / (T.Sqrt(second[i]) / sqrtBiasCorrection2 + epsilon));
+        }
+    }
+
     protected override void DisposeState()
     {
         firstMoment.Dispose();

@@ -71,6 +71,23 @@ public abstract class FlowOptimizer : IDisposable
     internal Tensor StepIfFinite(Tensor value, double? clipNorm = null)
     {
         var gradients = Flat.Gradients;
+        if (UpdateOnHostWhereCpu && gradients.device.type == DeviceType.CPU && value.device.type == DeviceType.CPU)
+            return gradients.dtype switch
+            {
+                ScalarType.Float64 => StepIfFiniteOnHost<double>(value, clipNorm),
+                ScalarType.Float32 => StepIfFiniteOnHost<float>(value, clipNorm),
+                _ => StepIfFiniteOnDevice(value, clipNorm),
+            };
+        return StepIfFiniteOnDevice(value, clipNorm);
+    }
+
+    /// <summary>Whether <see cref="StepIfFinite"/> takes the compiled CPU pass for CPU buffers (tests turn it off to
+    /// compare it with the tensor-operation path that other devices take).</summary>
+    internal bool UpdateOnHostWhereCpu { get; set; } = true;
+
+    private Tensor StepIfFiniteOnDevice(Tensor value, double? clipNorm)
+    {
+        var gradients = Flat.Gradients;
         var largest = gradients.abs().max();
         var accept = value.isfinite().logical_and(largest.isfinite());
         if (clipNorm is double maxNorm) // a rejected step's NaN makes no difference: it is not applied
@@ -78,6 +95,45 @@ public abstract class FlowOptimizer : IDisposable
         Step(accept);
         return largest;
     }
+
+    /// <summary>
+    /// <see cref="StepIfFinite"/> where the buffers are CPU memory: the same decision, clipping and update, as one pass
+    /// over the buffers in compiled code instead of about twenty tensor operations (each of which costs more than the
+    /// arithmetic of a small flow's whole update). Nothing here waits for a device: CPU tensors are host memory.
+    /// </summary>
+    private Tensor StepIfFiniteOnHost<T>(Tensor value, double? clipNorm) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        Steps++; // rejected steps are uncounted by the trainer when it reads the step log, as on the device
+        var gradients = Tensors.HostMemory.Elements<T>(Flat.Gradients);
+        T largest = T.Zero;
+        foreach (var g in gradients)
+        {
+            var magnitude = T.Abs(g);
+            if (T.IsNaN(magnitude)) { largest = magnitude; break; } // as max() over the device: NaN if any entry is
+            if (magnitude > largest) largest = magnitude;
+        }
+        bool accept = double.IsFinite(Tensors.HostMemory.Single(value)) && T.IsFinite(largest);
+        if (accept)
+        {
+            if (clipNorm is double maxNorm)
+            {
+                double squares = 0;
+                foreach (var g in gradients) squares += double.CreateChecked(g * g);
+                var scale = T.CreateChecked(Math.Min(1.0, maxNorm / (Math.Sqrt(squares) + 1e-6)));
+                for (int i = 0; i < gradients.Length; i++) gradients[i] *= scale;
+            }
+            UpdateOnHost(Tensors.HostMemory.Elements<T>(Flat.Values), gradients);
+        }
+        return torch.tensor(double.CreateChecked(largest), dtype: Flat.Gradients.dtype);
+    }
+
+    /// <summary>One update of <paramref name="values"/> from <paramref name="gradients"/> (the flat buffers as CPU memory),
+    /// the same arithmetic as <see cref="Update"/>, with the optimizer's state read and written in place.</summary>
+    protected abstract void UpdateOnHost<T>(Span<T> values, ReadOnlySpan<T> gradients) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>;
+
+    /// <summary>A state buffer (made by <see cref="StateLikeParameters"/>) as CPU memory.</summary>
+    protected static Span<T> HostState<T>(Tensor state) where T : unmanaged => Tensors.HostMemory.Elements<T>(state);
 
     /// <summary>Whether <see cref="StepIfFinite"/> applied a step, from its value and max |g| read back to the host.</summary>
     internal static bool WasAccepted(double value, double largestGradient) => double.IsFinite(value) && double.IsFinite(largestGradient);

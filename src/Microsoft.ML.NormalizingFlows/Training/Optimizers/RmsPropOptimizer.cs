@@ -33,6 +33,19 @@ public sealed class RmsPropOptimizer : FlowOptimizer
         Commit(squareAverage, average, accept);
     }
 
+    protected override void UpdateOnHost<T>(Span<T> values, ReadOnlySpan<T> gradients)
+    {
+        var average = HostState<T>(squareAverage);
+        T alpha = T.CreateChecked(Alpha), oneMinusAlpha = T.CreateChecked(1 - Alpha), epsilon = T.CreateChecked(Epsilon);
+        T negativeLearningRate = T.CreateChecked(-LearningRate);
+        for (int i = 0; i < values.Length; i++)
+        {
+            T g = gradients[i];
+            average[i] = average[i] * alpha + oneMinusAlpha * (g * g);
+            values[i] += negativeLearningRate * (g / (T.Sqrt(average[i]) + epsilon));
+        }
+    }
+
     protected override void DisposeState()
     {
         squareAverage.Dispose();

@@ -17,6 +17,22 @@ public sealed class TargetGalleryTests
     }
 
     [TestMethod]
+    public void RingIsTheSeedsFormulaWithItsGradient()
+    {
+        // The gallery's ring is written with the squares expanded (fewer operations); the seed's form, term by term:
+        // U = ½((‖z‖ − 4)/0.4)² − log(exp(−½((z1 − 2)/0.8)²) + exp(−½((z1 + 2)/0.8)²)).
+        var z = (torch.randn(500, 2, dtype: ScalarType.Float64, generator: new Generator(3)) * 4).requires_grad_();
+        var z1 = z[.., 0];
+        var seed = -(0.5 * ((z.norm(1) - 4) / 0.4).square()
+                     - torch.logaddexp(-0.5 * ((z1 - 2) / 0.8).square(), -0.5 * ((z1 + 2) / 0.8).square()));
+        var ring = TargetGallery.Create("ring").Evaluate(z);
+        AssertClose(seed, ring, 1e-9, "log p̃");
+        var expected = torch.autograd.grad(new[] { seed.sum() }, new[] { z }, retain_graph: true)[0];
+        var actual = torch.autograd.grad(new[] { ring.sum() }, new[] { z })[0];
+        AssertClose(expected, actual, 1e-9, "∇ log p̃");
+    }
+
+    [TestMethod]
     public void ProperVariantsAreProperAndAddOnlyTheWallsMass()
     {
         foreach (var k in new[] { "u2", "u3", "u4" })

@@ -73,10 +73,10 @@ public static class PosteriorFitter
         FlowDistribution q;
         FitResult fit;
         if (o.Family == ApproximationFamily.MeanFieldGaussian)
-            (q, fit) = FitGaussian(target, new DiagonalNormal(target.Dimension, 0.1), mode, o, settings, stages, "mean-field Gaussian", cancellationToken);
+            (q, fit) = FitGaussian(target, new DiagonalNormal(target.Dimension, GaussianInitialScale), mode, o, settings, stages, "mean-field Gaussian", cancellationToken);
         else
         {
-            var (gaussian, gaussianFit) = FitGaussian(target, new FullRankNormal(target.Dimension, 0.1), mode, o, settings, stages, "full-rank Gaussian", cancellationToken);
+            var (gaussian, gaussianFit) = FitGaussian(target, new FullRankNormal(target.Dimension, GaussianInitialScale), mode, o, settings, stages, "full-rank Gaussian", cancellationToken);
             (q, fit) = o.Family == ApproximationFamily.FullRankGaussian ? (gaussian, gaussianFit)
                 : FitFlows(target, model.Minibatches is not null, (FullRankNormal)gaussian.Base, o, settings, stages, cancellationToken);
         }
@@ -171,18 +171,96 @@ public static class PosteriorFitter
         PosteriorFitOptions o, StageSettings settings, List<PosteriorFitStage> stages, string name, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
-        var q = new FlowDistribution(family);
+        var units = CurvatureUnits(target, mode, GaussianInitialScale);
+        bool rescaled = units.Any(u => u < 1);
+        // In units of the mode's curvature where it is narrower than the initial scale: the Gaussian is fitted as
+        // mode + units ⊙ x, x ~ N(μ̃, L̃L̃ᵀ) starting at μ̃ = 0, and folded back into one Gaussian afterwards.
+        var q = rescaled ? new FlowDistribution(family, new FixedAffineTransform(HostVector(mode), units)) : new FlowDistribution(family);
         q.to(ScalarType.Float64);
-        using (torch.no_grad())
-        {
-            var loc = family.named_parameters().First(p => p.name == "loc").parameter;
-            loc.copy_(mode.to(loc.dtype));
-        }
+        if (!rescaled)
+            using (torch.no_grad())
+            {
+                var loc = family.named_parameters().First(p => p.name == "loc").parameter;
+                loc.copy_(mode.to(loc.dtype));
+            }
         var fit = VariationalTrainer.Fit(q, target, Training(o, settings, o.GaussianIterations, o.GaussianLearningRate, o.GaussianBatchSize, o.Seed),
             Report(o, name), cancellationToken);
+        if (rescaled)
+        {
+            FoldUnitsIntoGaussian(family, HostVector(mode), units);
+            q = new FlowDistribution(family);
+            q.to(ScalarType.Float64);
+        }
         var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, o.Seed + 11);
         stages.Add(new PosteriorFitStage(name, clock.Elapsed, elbo.Elbo, StageDetail(fit)));
         return (q, fit);
+    }
+
+    /// <summary>The Gaussian stage's initial standard deviation in every coordinate (before <see cref="CurvatureUnits"/>).</summary>
+    internal const double GaussianInitialScale = 0.1;
+
+    /// <summary>Central-difference step of <see cref="CurvatureUnits"/>, relative to max(1, |mode|).</summary>
+    private const double CurvatureStep = 1e-5;
+
+    /// <summary>The smallest unit <see cref="CurvatureUnits"/> gives a coordinate (a curvature 1e8 times the initial scale's).</summary>
+    private const double SmallestUnit = 1e-4;
+
+    /// <summary>
+    /// Per-coordinate units for the Gaussian stage: r_i = (1/√(−∂²log p̃/∂z_i²) at the mode) / <paramref name="initialScale"/>,
+    /// clamped to [1e-4, 1], and 1 where the curvature is not negative or not finite. Adam moves every parameter by about
+    /// one learning rate per step whatever its scale, so where the posterior is a thousand times narrower than the
+    /// initial q (a centred multilevel model at a million rows: sds near 1e-3 beside scales near 1) each step threw
+    /// those coordinates tens of sds and the stage diverged. In these units every coordinate starts about as wide as the
+    /// posterior's conditional sd, and steps are a fraction of it. Posteriors no narrower than the initial scale get
+    /// units of 1 everywhere, and the stage is exactly what it was. The second derivatives come from central differences
+    /// of the gradient at 2d points in one batch (one forward and backward pass; no double backward, which a model's
+    /// own fused kernels need not support).
+    /// </summary>
+    internal static double[] CurvatureUnits(Target target, Tensor mode, double initialScale)
+    {
+        int d = target.Dimension;
+        using var scope = torch.NewDisposeScope();
+        var center = mode.detach().to(ScalarType.Float64).reshape(1, d);
+        var step = center.abs().clamp_min(S(1.0)).mul_(S(CurvatureStep)).reshape(d);
+        var offsets = torch.diag(step);
+        var points = torch.cat(new[] { center.Plus(offsets), center - offsets }, 0).requires_grad_(true);
+        double[] curvature;
+        using (torch.enable_grad())
+        {
+            var logP = target.Evaluate(points);
+            var gradient = torch.autograd.grad(new[] { logP.sum() }, new[] { points })[0];
+            curvature = ((gradient[..d].diagonal() - gradient[d..].diagonal()) / (step * S(2))).detach().cpu().data<double>().ToArray();
+        }
+        var units = new double[d];
+        for (int i = 0; i < d; i++)
+        {
+            double negative = -curvature[i];
+            units[i] = double.IsFinite(negative) && negative > 0 ? Math.Clamp(1 / Math.Sqrt(negative) / initialScale, SmallestUnit, 1) : 1;
+        }
+        return units;
+    }
+
+    private static double[] HostVector(Tensor t)
+    {
+        using var noGrad = torch.no_grad();
+        return t.detach().to(ScalarType.Float64).cpu().contiguous().data<double>().ToArray();
+    }
+
+    /// <summary>
+    /// A Gaussian fitted as mode + r ⊙ x, x ~ N(μ̃, L̃L̃ᵀ), rewritten as the same Gaussian N(mode + r ⊙ μ̃, (diag r L̃)(diag r L̃)ᵀ)
+    /// in the family's own parameters: μ = mode + r ⊙ μ̃; the Cholesky factor's row i times r_i (its log diagonal plus
+    /// log r_i), for full-rank and diagonal alike.
+    /// </summary>
+    internal static void FoldUnitsIntoGaussian(BaseDistribution family, double[] mode, double[] units)
+    {
+        using var noGrad = torch.no_grad();
+        var parameters = family.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var r = torch.tensor(units, dtype: parameters["loc"].dtype, device: parameters["loc"].device);
+        var center = torch.tensor(mode, dtype: r.dtype, device: r.device);
+        parameters["loc"].mul_(r).add_(center, S(1));
+        if (parameters.TryGetValue("logScale", out var logScale)) logScale.add_(r.log(), S(1));
+        if (parameters.TryGetValue("logDiagonal", out var logDiagonal)) logDiagonal.add_(r.log(), S(1));
+        if (parameters.TryGetValue("offDiagonal", out var offDiagonal)) offDiagonal.mul_(r.unsqueeze(1));
     }
 
     private static (FlowDistribution Q, FitResult Fit) FitFlows(Target target, bool streams, FullRankNormal gaussian, PosteriorFitOptions o,

@@ -219,17 +219,25 @@ public static class PosteriorFitter
     internal static double[] CurvatureUnits(Target target, Tensor mode, double initialScale)
     {
         int d = target.Dimension;
-        using var scope = torch.NewDisposeScope();
-        var center = mode.detach().to(ScalarType.Float64).reshape(1, d);
-        var step = center.abs().clamp_min(S(1.0)).mul_(S(CurvatureStep)).reshape(d);
-        var offsets = torch.diag(step);
-        var points = torch.cat(new[] { center.Plus(offsets), center - offsets }, 0).requires_grad_(true);
-        double[] curvature;
-        using (torch.enable_grad())
+        var curvature = new double[d];
+        using (var scope = torch.NewDisposeScope())
         {
-            var logP = target.Evaluate(points);
-            var gradient = torch.autograd.grad(new[] { logP.sum() }, new[] { points })[0];
-            curvature = ((gradient[..d].diagonal() - gradient[d..].diagonal()) / (step * S(2))).detach().cpu().data<double>().ToArray();
+            var center = mode.detach().to(ScalarType.Float64).reshape(1, d);
+            var step = center.abs().clamp_min(S(1.0)).mul_(S(CurvatureStep)).reshape(d);
+            // Coordinates in blocks, so that the batch of displaced points stays [2 × block, d] whatever d is.
+            for (int start = 0; start < d; start += CurvatureBlock)
+            {
+                int count = Math.Min(CurvatureBlock, d - start);
+                var blockStep = step.narrow(0, start, count);
+                var offsets = torch.zeros(count, d, dtype: ScalarType.Float64, device: center.device);
+                offsets.narrow(1, start, count).copy_(torch.diag(blockStep));
+                var points = torch.cat(new[] { center.Plus(offsets), center - offsets }, 0).requires_grad_(true);
+                using var enableGrad = torch.enable_grad();
+                var logP = target.Evaluate(points);
+                var gradient = torch.autograd.grad(new[] { logP.sum() }, new[] { points })[0].narrow(1, start, count);
+                var second = (gradient[..count].diagonal() - gradient[count..].diagonal()) / (blockStep * S(2));
+                second.detach().cpu().data<double>().ToArray().CopyTo(curvature, start);
+            }
         }
         var units = new double[d];
         for (int i = 0; i < d; i++)
@@ -239,6 +247,9 @@ public static class PosteriorFitter
         }
         return units;
     }
+
+    /// <summary>Coordinates per batch in <see cref="CurvatureUnits"/>.</summary>
+    private const int CurvatureBlock = 128;
 
     private static double[] HostVector(Tensor t)
     {

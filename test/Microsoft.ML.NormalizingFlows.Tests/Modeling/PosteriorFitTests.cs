@@ -86,6 +86,11 @@ public sealed class PosteriorFitTests
         var units = PosteriorFitter.CurvatureUnits(target, torch.full(4, 1.5, dtype: ScalarType.Float64), 0.1);
         var expected = new[] { 1e-2, 0.5, 1, 1 };
         for (int i = 0; i < 4; i++) Assert.AreEqual(expected[i], units[i], 1e-6 * expected[i], $"unit {i}");
+        // More coordinates than one block (128): every block finds its own.
+        var wide = Enumerable.Range(0, 300).Select(i => 1e-3 * (1 + i % 7)).ToArray();
+        var many = Target.FromDelegate("many", 300, z => z.square().div(torch.tensor(wide, dtype: z.dtype).square()).sum(1).mul(-0.5));
+        var manyUnits = PosteriorFitter.CurvatureUnits(many, torch.zeros(300, dtype: ScalarType.Float64), 0.1);
+        for (int i = 0; i < 300; i++) Assert.AreEqual(wide[i] / 0.1, manyUnits[i], 1e-6 * manyUnits[i], $"unit {i} of 300");
         // Convex or flat along a coordinate: no scale to follow, the unit stays 1.
         var odd = Target.FromDelegate("odd", 2, z => z[.., 0].square() * 0.5 + z[.., 1] * 0);
         CollectionAssert.AreEqual(new[] { 1.0, 1.0 }, PosteriorFitter.CurvatureUnits(odd, torch.zeros(2, dtype: ScalarType.Float64), 0.1));

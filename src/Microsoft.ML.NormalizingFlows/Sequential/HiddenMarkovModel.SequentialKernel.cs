@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.ML.NormalizingFlows.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
+using static Microsoft.ML.NormalizingFlows.Tensors.HostMemory;
 
 namespace Microsoft.ML.NormalizingFlows.Sequential;
 
@@ -29,7 +30,6 @@ public static partial class HiddenMarkovModel
     {
         public override string Name => "HiddenMarkovModel.LogLikelihood (sequential CPU)";
 
-        private static readonly int Lanes = Vector<double>.Count;
         private static readonly Vector<double> FoldBelow = new(1e-200), FoldAbove = new(1e200);
         private static readonly Vector<double> NegativeInfinity = new(double.NegativeInfinity);
         private static readonly Vector<double> Tiny = new(2.2250738585072014e-308); // the smallest normal float64
@@ -44,7 +44,7 @@ public static partial class HiddenMarkovModel
         {
             var input = (Tensor)vars[2];
             int n = (int)input.shape[0], t = (int)input.shape[1], s = (int)input.shape[2];
-            int padded = (n + Lanes - 1) / Lanes * Lanes;
+            int padded = PaddedToLanes(n);
             // Draws last and padded (padding lanes hold log 0 = 0 entries: finite, computed, never read back).
             var logInitial = DrawsLast((Tensor)vars[0], padded);    // [S, N']
             var logTransition = DrawsLast((Tensor)vars[1], padded); // [S, S, N']
@@ -209,8 +209,6 @@ public static partial class HiddenMarkovModel
             result.narrow(-1, 0, tensor.shape[0]).copy_(tensor.permute(order));
             return result;
         }
-
-        private static Vector<double> Load(ReadOnlySpan<double> values, int at) => new(values.Slice(at, Lanes));
 
         /// <summary>A shift of −∞ (everything impossible) as 0, so that exp(−∞ − shift) is 0 and not NaN.</summary>
         private static Vector<double> ZeroWhereNegativeInfinity(Vector<double> shift) =>

@@ -17,6 +17,15 @@ internal static class HostMemory
     /// <summary>A contiguous float64 CPU tensor's elements, in place.</summary>
     public static Span<double> Doubles(Tensor tensor) => Elements<double>(tensor);
 
+    /// <summary>float64 values per SIMD vector (<see cref="System.Numerics.Vector{T}"/>): 4 with AVX2.</summary>
+    public static int Lanes => System.Numerics.Vector<double>.Count;
+
+    /// <summary><paramref name="count"/> rounded up to whole vectors, for kernels that keep draws innermost.</summary>
+    public static int PaddedToLanes(int count) => (count + Lanes - 1) / Lanes * Lanes;
+
+    /// <summary>The vector of <see cref="Lanes"/> values starting at <paramref name="at"/>.</summary>
+    public static System.Numerics.Vector<double> Load(ReadOnlySpan<double> values, int at) => new(values.Slice(at, Lanes));
+
     /// <summary>The value of a one-element CPU tensor, read in place (no operation) when it is float64 or float32.</summary>
     public static double Single(Tensor tensor)
     {

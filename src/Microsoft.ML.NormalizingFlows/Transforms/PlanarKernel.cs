@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.ML.NormalizingFlows.Tensors;
 using TorchSharp;
 using static TorchSharp.torch;
+using static Microsoft.ML.NormalizingFlows.Tensors.HostMemory;
 
 namespace Microsoft.ML.NormalizingFlows.Transforms;
 
@@ -28,7 +29,7 @@ internal sealed class PlanarKernel : autograd.MultiTensorFunction<PlanarKernel>
 
     /// <summary>
     /// What the backward pass needs. The pass keeps draws innermost and padded to whole vectors (structure of arrays:
-    /// element j of draw i at j·P + i, P = B rounded up to <see cref="Lanes"/>), so that each layer is a few vector
+    /// element j of draw i at j·P + i, P = B rounded up to whole vectors, <see cref="HostMemory.PaddedToLanes"/>), so that each layer is a few vector
     /// operations per block of draws, the exponentials and logarithms included: with draws outermost, Math.Tanh and
     /// Math.Log one element at a time were most of a small flow's training step.
     /// </summary>
@@ -43,8 +44,6 @@ internal sealed class PlanarKernel : autograd.MultiTensorFunction<PlanarKernel>
         public required ScalarType DType;
         public required Device Device;
     }
-
-    private static int Lanes => Vector<double>.Count;
 
     /// <summary>Layers whose dets are multiplied before one logarithm (see <see cref="Pass"/>).</summary>
     private const int FoldEvery = 8;
@@ -102,7 +101,7 @@ internal sealed class PlanarKernel : autograd.MultiTensorFunction<PlanarKernel>
     {
         var (_, _, score, _) = Pass(z0, w, u, b, constraint, score0, save: false);
         int bsz = (int)z0.shape[0], d = (int)z0.shape[1];
-        return ToTensor(score!, bsz, d, Padded(bsz), z0);
+        return ToTensor(score!, bsz, d, PaddedToLanes(bsz), z0);
     }
 
     /// <summary>
@@ -113,7 +112,7 @@ internal sealed class PlanarKernel : autograd.MultiTensorFunction<PlanarKernel>
     private static (double[] Z, double[] LogDet, double[]? Score, Saved? Saved) Pass(Tensor z0, Tensor wT, Tensor uT, Tensor bT,
         PlanarConstraint constraint, Tensor? scoreIn, bool save)
     {
-        int bsz = (int)z0.shape[0], d = (int)z0.shape[1], k = (int)wT.shape[0], p = Padded(bsz);
+        int bsz = (int)z0.shape[0], d = (int)z0.shape[1], k = (int)wT.shape[0], p = PaddedToLanes(bsz);
         var z = Transposed(z0, bsz, d, p);
         var s = scoreIn is null ? null : Transposed(scoreIn, bsz, d, p);
         var w = ToDoubles(wT);
@@ -256,10 +255,6 @@ internal sealed class PlanarKernel : autograd.MultiTensorFunction<PlanarKernel>
     }
 
     private static bool IsDefined(Tensor? t) => t is not null && !t.IsInvalid;
-
-    private static int Padded(int count) => (count + Lanes - 1) / Lanes * Lanes;
-
-    private static Vector<double> Load(double[] values, int at) => new(values, at);
 
     private static Tensor Make(double[] values, long[] shape, Saved s) => torch.tensor(values, shape, dtype: s.DType, device: s.Device);
 

@@ -19,10 +19,9 @@ public sealed class AdamOptimizer : FlowOptimizer
 
     protected override void Update(Tensor? accept)
     {
-        double biasCorrection1 = 1 - Math.Pow(Beta1, Steps);
-        double biasCorrection2 = 1 - Math.Pow(Beta2, Steps);
-        using var sqrtBiasCorrection2 = Math.Sqrt(biasCorrection2).ToScalar();
-        using var negativeStepSize = (-LearningRate / biasCorrection1).ToScalar();
+        var (negativeStep, sqrtCorrection2) = BiasCorrected();
+        using var sqrtBiasCorrection2 = sqrtCorrection2.ToScalar();
+        using var negativeStepSize = negativeStep.ToScalar();
         var grad = Flat.Gradients;
         if (accept is null)
         {
@@ -48,8 +47,8 @@ public sealed class AdamOptimizer : FlowOptimizer
         var second = HostState<T>(secondMoment);
         T beta1 = T.CreateChecked(Beta1), beta2 = T.CreateChecked(Beta2), epsilon = T.CreateChecked(Epsilon);
         T oneMinusBeta1 = T.CreateChecked(1 - Beta1), oneMinusBeta2 = T.CreateChecked(1 - Beta2);
-        T sqrtBiasCorrection2 = T.CreateChecked(Math.Sqrt(1 - Math.Pow(Beta2, Steps)));
-        T negativeStepSize = T.CreateChecked(-LearningRate / (1 - Math.Pow(Beta1, Steps)));
+        var (negativeStep, sqrtCorrection2) = BiasCorrected();
+        T sqrtBiasCorrection2 = T.CreateChecked(sqrtCorrection2), negativeStepSize = T.CreateChecked(negativeStep);
         for (int i = 0; i < values.Length; i++)
         {
             T g = gradients[i];
@@ -58,6 +57,10 @@ public sealed class AdamOptimizer : FlowOptimizer
             values[i] += negativeStepSize * (first[i] / (T.Sqrt(second[i]) / sqrtBiasCorrection2 + epsilon));
         }
     }
+
+    /// <summary>This step's −lr / (1 − β₁ᵗ) and √(1 − β₂ᵗ), shared by the tensor and the CPU update.</summary>
+    private (double NegativeStepSize, double SqrtBiasCorrection2) BiasCorrected() =>
+        (-LearningRate / (1 - Math.Pow(Beta1, Steps)), Math.Sqrt(1 - Math.Pow(Beta2, Steps)));
 
     protected override void DisposeState()
     {

@@ -175,7 +175,8 @@ public static class PosteriorFitter
         bool rescaled = units.Any(u => u < 1);
         // In units of the mode's curvature where it is narrower than the initial scale: the Gaussian is fitted as
         // mode + units ⊙ x, x ~ N(μ̃, L̃L̃ᵀ) starting at μ̃ = 0, and folded back into one Gaussian afterwards.
-        var q = rescaled ? new FlowDistribution(family, new FixedAffineTransform(HostVector(mode), units)) : new FlowDistribution(family);
+        var center = HostVector(mode);
+        var q = rescaled ? new FlowDistribution(family, new FixedAffineTransform(center, units)) : new FlowDistribution(family);
         q.to(ScalarType.Float64);
         if (!rescaled)
             using (torch.no_grad())
@@ -187,7 +188,7 @@ public static class PosteriorFitter
             Report(o, name), cancellationToken);
         if (rescaled)
         {
-            FoldUnitsIntoGaussian(family, HostVector(mode), units);
+            FoldUnitsIntoGaussian(family, center, units);
             q = new FlowDistribution(family);
             q.to(ScalarType.Float64);
         }
@@ -281,7 +282,7 @@ public static class PosteriorFitter
         double[,] factor;
         using (torch.no_grad())
         {
-            mean = gaussian.Location.to(ScalarType.Float64).data<double>().ToArray();
+            mean = HostVector(gaussian.Location);
             var l = gaussian.CholeskyFactor.to(ScalarType.Float64);
             int d = mean.Length;
             var flat = l.data<double>().ToArray();

@@ -23,6 +23,12 @@ public readonly record struct ObjectiveTerms(Tensor Loss, Tensor LogP, Tensor Lo
 public abstract class VariationalObjective
 {
     public abstract ObjectiveTerms Compute(FlowDistribution q, Target target, int batchSize, Generator generator);
+
+    /// <summary>Refuses a batch that is not positive: an empty batch would give NaN, not an error.</summary>
+    protected static void CheckBatchSize(int batchSize)
+    {
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size (draws per step) must be positive.");
+    }
 }
 
 /// <summary>
@@ -47,6 +53,7 @@ public sealed class ElboObjective : VariationalObjective
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(target);
+        CheckBatchSize(batchSize);
         if (Estimator == GradientEstimator.Standard)
         {
             var (z, logQ) = q.Sample(batchSize, generator);

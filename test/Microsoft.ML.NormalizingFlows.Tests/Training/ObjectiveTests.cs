@@ -155,6 +155,18 @@ public sealed class ObjectiveTests
     }
 
     [TestMethod]
+    public void ObjectivesRefuseABadEstimatorOrAnEmptyBatchByName()
+    {
+        var q = FlowFactory.Create("planar", 2, 3, seed: 1);
+        var target = TargetGallery.Create("ring");
+        foreach (var objective in new VariationalObjective[] { new ElboObjective(), new ElboObjective(GradientEstimator.StickingTheLanding), new ImportanceWeightedElboObjective(4) })
+            foreach (int batch in new[] { 0, -3 })
+                Assert.AreEqual("batchSize", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => objective.Compute(q, target, batch, new Generator(1))).ParamName,
+                    $"{objective.GetType().Name}, batch {batch}");
+        Assert.AreEqual("estimator", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ElboObjective((GradientEstimator)42)).ParamName);
+    }
+
+    [TestMethod]
     public void ElboWithStickingTheLandingHasTheJacobianRoutesGradient()
     {
         // The one-pass route (score out of the planar pass, compiled or not) against the surrogate built by hand from

@@ -46,6 +46,7 @@ public sealed class ImportanceWeightedElboObjective : VariationalObjective
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(target);
+        CheckBatchSize(batchSize);
         int m = InnerSamples;
         var (dtype, device) = q.Placement;
         var noise = torch.randn(batchSize * (long)m, q.Dimension, dtype: dtype, device: device, generator: generator);

@@ -1,0 +1,86 @@
+using Microsoft.ML.NormalizingFlows.Tensors;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.NormalizingFlows.Regression;
+
+/// <summary>
+/// A regression design X [rows, columns] with few nonzeros per row, stored by rows (compressed sparse rows, the form
+/// Stan's <c>csr_matrix_times_vector</c> takes). A multilevel model's design is mostly one-hot group indicators: the
+/// MRP survey's 102 columns hold 9 nonzeros per row (an intercept, two covariates, six groups), so a row's linear
+/// predictor x_r · β is 9 multiply–adds, not 102.
+/// </summary>
+public sealed class SparseDesign
+{
+    /// <summary>Where row r's entries start in <see cref="ColumnIndices"/> and <see cref="Values"/>; <c>RowStarts[Rows]</c> is the count.</summary>
+    internal int[] RowStarts { get; }
+    internal int[] ColumnIndices { get; }
+    internal double[] Values { get; }
+
+    /// <summary>The number of rows (observations, or cells of aggregated observations).</summary>
+    public int Rows { get; }
+
+    /// <summary>The number of columns (coefficients).</summary>
+    public int Columns { get; }
+
+    /// <summary>The number of stored (nonzero) entries.</summary>
+    public int NonZeros => RowStarts[Rows];
+
+    private readonly CachedConstant denseTransposed;
+
+    private SparseDesign(int rows, int columns, int[] rowStarts, int[] columnIndices, double[] values)
+    {
+        (Rows, Columns, RowStarts, ColumnIndices, Values) = (rows, columns, rowStarts, columnIndices, values);
+        var dense = new double[columns * rows];
+        for (int r = 0; r < rows; r++)
+            for (int at = rowStarts[r]; at < rowStarts[r + 1]; at++) dense[columnIndices[at] * rows + r] += values[at];
+        denseTransposed = new CachedConstant(dense, columns, rows);
+    }
+
+    /// <summary>A design from its dense values, row-major [rows, columns]; zeros are not stored.</summary>
+    public static SparseDesign FromDense(double[] values, int rows, int columns)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        if (rows < 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "The number of rows must not be negative.");
+        if (columns < 1) throw new ArgumentOutOfRangeException(nameof(columns), columns, "A design needs at least one column.");
+        if (values.LongLength != (long)rows * columns)
+            throw new ArgumentException($"Expected rows × columns = {rows} × {columns} = {(long)rows * columns} values but got {values.Length}.", nameof(values));
+        int firstBad = Array.FindIndex(values, v => !double.IsFinite(v));
+        if (firstBad >= 0)
+            throw new ArgumentException($"Row {firstBad / columns}, column {firstBad % columns} is {values[firstBad]}; a design's values must be finite.", nameof(values));
+        var entries = new List<(int Column, double Value)>[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            entries[r] = new List<(int, double)>();
+            for (int j = 0; j < columns; j++)
+                if (values[r * columns + j] != 0) entries[r].Add((j, values[r * columns + j]));
+        }
+        return FromRows(columns, entries);
+    }
+
+    /// <summary>A design from each row's (column, value) entries; a column given twice in a row adds up.</summary>
+    public static SparseDesign FromRows(int columns, IReadOnlyList<IReadOnlyList<(int Column, double Value)>> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        if (columns < 1) throw new ArgumentOutOfRangeException(nameof(columns), columns, "A design needs at least one column.");
+        var starts = new int[rows.Count + 1];
+        var indices = new List<int>();
+        var values = new List<double>();
+        for (int r = 0; r < rows.Count; r++)
+        {
+            foreach (var (column, value) in rows[r] ?? throw new ArgumentException($"Row {r} is null.", nameof(rows)))
+            {
+                if (column < 0 || column >= columns)
+                    throw new ArgumentOutOfRangeException(nameof(rows), column, $"Row {r} has an entry in column {column}; the design's columns are 0 … {columns - 1}.");
+                if (!double.IsFinite(value))
+                    throw new ArgumentException($"Row {r}, column {column} is {value}; a design's values must be finite.", nameof(rows));
+                indices.Add(column);
+                values.Add(value);
+            }
+            starts[r + 1] = indices.Count;
+        }
+        return new SparseDesign(rows.Count, columns, starts, indices.ToArray(), values.ToArray());
+    }
+
+    /// <summary>Xᵀ [columns, rows] as a dense tensor in the dtype and on the device of <paramref name="like"/> (converted once, then reused).</summary>
+    internal Tensor DenseTransposed(Tensor like) => denseTransposed.Like(like);
+}

@@ -3,7 +3,7 @@ using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.NormalizingFlows.Modeling;
-using Microsoft.ML.NormalizingFlows.Modeling.Distributions;
+using Microsoft.ML.NormalizingFlows.Regression;
 using TorchSharp;
 using static Microsoft.ML.NormalizingFlows.Tensors.RootedScalars;
 
@@ -90,8 +90,10 @@ internal static partial class BenchVerbs
                 {
                     Interlocked.Increment(ref evaluations);
                     var b = m.Minibatch;
-                    var eta = MrpModel.Coefficients(m, parameterization).matmul(StreamedDesign(b).t()); // [B, rows]
-                    return MrpModel.LogPrior(m, parameterization) + b.ScaledSum(new BernoulliLogit(eta).LogProb(b["Y"].unsqueeze(0)));
+                    // The minibatch's respondents as a binomial regression with one trial each (the compiled sparse pass
+                    // on CPU), scaled by N/B.
+                    var likelihood = new BinomialLogitRegression(StreamedDesign(b), Ones(b), Doubles(b["Y"]));
+                    return MrpModel.LogPrior(m, parameterization) + likelihood.LogLikelihood(MrpModel.Coefficients(m, parameterization), dropConstant: true) * S(b.Scale);
                 });
 
             using var memory = new MemoryTrace();
@@ -156,18 +158,15 @@ internal static partial class BenchVerbs
         }
     }
 
-    /// <summary>The design [rows, 102] of a minibatch, built from its level indices (1-based in the file).</summary>
-    private static torch.Tensor StreamedDesign(MinibatchRows b)
-    {
-        // Constants as S(…): a temporary Scalar can be finalized during the native call (README, "Scalars").
-        var age = b["Age"] - S(1L);
-        var educ = b["Educ"] - S(1L);
-        var ones = torch.ones_like(b["Male"]);
-        var levels = new[] { (b["State"] - S(1L), 50), (b["Region"] - S(1L), 4), (age, 6), (b["Eth"] - S(1L), 4), (educ, 5), (age * S(5L) + educ, 30) };
-        var parts = new[] { ones.unsqueeze(1), (b["Male"] - S(0.5)).unsqueeze(1), (b["RepVote"] - S(0.5)).unsqueeze(1) }
-            .Concat(levels.Select(l => torch.nn.functional.one_hot(l.Item1, l.Item2).to(ones.dtype)));
-        return torch.cat(parts.ToArray(), 1);
-    }
+    /// <summary>The sparse design of a minibatch, from its level indices (1-based in the file).</summary>
+    private static SparseDesign StreamedDesign(MinibatchRows b) =>
+        MrpModel.SparseDesignOf(Ints(b["State"]), Ints(b["Region"]), Ints(b["Age"]), Ints(b["Eth"]), Ints(b["Educ"]), Doubles(b["Male"]), Doubles(b["RepVote"]));
+
+    private static int[] Ints(torch.Tensor column) => column.to(torch.ScalarType.Int32, torch.CPU).data<int>().ToArray();
+
+    private static double[] Doubles(torch.Tensor column) => column.to(torch.ScalarType.Float64, torch.CPU).data<double>().ToArray();
+
+    private static double[] Ones(MinibatchRows b) => Enumerable.Repeat(1.0, (int)b["Y"].shape[0]).ToArray();
 
     /// <summary>
     /// Writes N respondents: covariates of a random survey row, y ~ Bernoulli(logit⁻¹ η) at the given parameters.

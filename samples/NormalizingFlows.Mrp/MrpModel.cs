@@ -75,8 +75,21 @@ internal static class MrpModel
         return byRow;
     }
 
-    /// <summary>The design as sparse rows: 9 nonzeros of 102 per row.</summary>
-    public static SparseDesign SparseDesignOf(IReadOnlyList<Row> rows) => SparseDesign.FromDense(DesignByRow(rows), rows.Count, DesignWidth);
+    /// <summary>The design as sparse rows (9 nonzeros of 102 per row): intercept, centred sex and vote share, then the six groups.</summary>
+    public static SparseDesign SparseDesignOf(IReadOnlyList<Row> rows) => SparseDesignOf(
+        rows.Select(r => (int)r.State).ToArray(), rows.Select(r => (int)r.Region).ToArray(), rows.Select(r => (int)r.Age).ToArray(),
+        rows.Select(r => (int)r.Eth).ToArray(), rows.Select(r => (int)r.Educ).ToArray(),
+        rows.Select(r => (double)r.Male).ToArray(), rows.Select(r => (double)r.RepVote).ToArray());
+
+    /// <summary>The same from columns of 1-based levels (as the files write them), sex as 0/1 and the vote share.</summary>
+    public static SparseDesign SparseDesignOf(int[] state, int[] region, int[] age, int[] eth, int[] educ, double[] male, double[] repVote)
+    {
+        int[] ZeroBased(int[] levels) => levels.Select(l => l - 1).ToArray();
+        var ageEduc = age.Zip(educ, (a, d) => (a - 1) * 5 + d - 1).ToArray();
+        return SparseDesign.Multilevel(
+            new[] { Enumerable.Repeat(1.0, state.Length).ToArray(), male.Select(m => m - 0.5).ToArray(), repVote.Select(v => v - 0.5).ToArray() },
+            new[] { (ZeroBased(state), 50), (ZeroBased(region), 4), (ZeroBased(age), 6), (ZeroBased(eth), 4), (ZeroBased(educ), 5), (ageEduc, 30) });
+    }
 
     /// <summary>Respondents grouped by their covariates: one row per cell with its respondents (n) and yes answers (k).</summary>
     public static (Row[] Cells, double[] Trials, double[] Successes) Aggregate(IEnumerable<Row> survey)

@@ -25,10 +25,13 @@ public sealed partial class BinomialLogitRegression
 
     private readonly SparseDesign design;
     private readonly double[] trials, successes;
-    private readonly CachedConstant trialsTensor, ratesTensor;
+    /// <summary>n and k/n as tensors, built on first use: only the tensor path reads them (a streamed likelihood builds a regression per minibatch).</summary>
+    private readonly Lazy<CachedConstant> trialsTensor, ratesTensor;
 
-    /// <summary>Σ_r log C(n_r, k_r), the part of the log-likelihood that does not depend on β.</summary>
-    public double LogBinomialCoefficients { get; }
+    /// <summary>Σ_r log C(n_r, k_r), the part of the log-likelihood that does not depend on β (computed on first use).</summary>
+    public double LogBinomialCoefficients => logBinomialCoefficients.Value;
+
+    private readonly Lazy<double> logBinomialCoefficients;
 
     /// <param name="design">X: one row per count.</param>
     /// <param name="trials">n_r ≥ 0, whole numbers, one per row of the design.</param>
@@ -53,9 +56,9 @@ public sealed partial class BinomialLogitRegression
             rates[r] = n > 0 ? k / n : 0;
         }
         (this.trials, this.successes) = ((double[])trials.Clone(), (double[])successes.Clone());
-        trialsTensor = new CachedConstant(this.trials);
-        ratesTensor = new CachedConstant(rates);
-        LogBinomialCoefficients = SumOfLogChoose(this.trials, this.successes);
+        trialsTensor = new Lazy<CachedConstant>(() => new CachedConstant(this.trials));
+        ratesTensor = new Lazy<CachedConstant>(() => new CachedConstant(rates));
+        logBinomialCoefficients = new Lazy<double>(() => SumOfLogChoose(this.trials, this.successes));
     }
 
     /// <summary>
@@ -89,7 +92,7 @@ public sealed partial class BinomialLogitRegression
     {
         var eta = coefficients.matmul(design.DenseTransposed(coefficients));
         var shape = eta.shape;
-        return torch.nn.functional.binary_cross_entropy_with_logits(eta, ratesTensor.Like(eta).expand(shape), trialsTensor.Like(eta).expand(shape),
+        return torch.nn.functional.binary_cross_entropy_with_logits(eta, ratesTensor.Value.Like(eta).expand(shape), trialsTensor.Value.Like(eta).expand(shape),
             reduction: nn.Reduction.None).sum(new long[] { 1 }).neg();
     }
 

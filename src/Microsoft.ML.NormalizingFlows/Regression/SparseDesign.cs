@@ -25,15 +25,19 @@ public sealed class SparseDesign
     /// <summary>The number of stored (nonzero) entries.</summary>
     public int NonZeros => RowStarts[Rows];
 
-    private readonly CachedConstant denseTransposed;
+    /// <summary>Xᵀ dense, built on first use: only the tensor path (devices other than CPU) reads it.</summary>
+    private readonly Lazy<CachedConstant> denseTransposed;
 
     private SparseDesign(int rows, int columns, int[] rowStarts, int[] columnIndices, double[] values)
     {
         (Rows, Columns, RowStarts, ColumnIndices, Values) = (rows, columns, rowStarts, columnIndices, values);
-        var dense = new double[columns * rows];
-        for (int r = 0; r < rows; r++)
-            for (int at = rowStarts[r]; at < rowStarts[r + 1]; at++) dense[columnIndices[at] * rows + r] += values[at];
-        denseTransposed = new CachedConstant(dense, columns, rows);
+        denseTransposed = new Lazy<CachedConstant>(() =>
+        {
+            var dense = new double[(long)columns * rows];
+            for (int r = 0; r < rows; r++)
+                for (int at = rowStarts[r]; at < rowStarts[r + 1]; at++) dense[(long)columnIndices[at] * rows + r] += values[at];
+            return new CachedConstant(dense, columns, rows);
+        });
     }
 
     /// <summary>A design from its dense values, row-major [rows, columns]; zeros are not stored.</summary>
@@ -81,6 +85,56 @@ public sealed class SparseDesign
         return new SparseDesign(rows.Count, columns, starts, indices.ToArray(), values.ToArray());
     }
 
+    /// <summary>
+    /// A multilevel design without forming its dense matrix: the <paramref name="covariates"/> as columns (an intercept
+    /// is a column of ones), then for each group its levels' one-hot indicators, in the order given. Row r's group g
+    /// has level <c>groups[g].Levels[r]</c> in 0 … <c>groups[g].Count</c> − 1.
+    /// </summary>
+    /// <param name="covariates">Dense columns, each one value per row.</param>
+    /// <param name="groups">Each group's level per row and its number of levels.</param>
+    public static SparseDesign Multilevel(IReadOnlyList<double[]> covariates, IReadOnlyList<(int[] Levels, int Count)> groups)
+    {
+        ArgumentNullException.ThrowIfNull(covariates);
+        ArgumentNullException.ThrowIfNull(groups);
+        if (covariates.Count + groups.Count == 0) throw new ArgumentException("A design needs at least one covariate or group.", nameof(covariates));
+        int rows = covariates.Count > 0 ? covariates[0]?.Length ?? 0 : groups[0].Levels?.Length ?? 0;
+        for (int c = 0; c < covariates.Count; c++)
+        {
+            if (covariates[c] is null || covariates[c].Length != rows)
+                throw new ArgumentException($"Covariate {c} has {covariates[c]?.Length.ToString() ?? "no"} values; expected one per row ({rows}).", nameof(covariates));
+            int bad = Array.FindIndex(covariates[c], v => !double.IsFinite(v));
+            if (bad >= 0) throw new ArgumentException($"Covariate {c}, row {bad} is {covariates[c][bad]}; a design's values must be finite.", nameof(covariates));
+        }
+        int columns = covariates.Count;
+        for (int g = 0; g < groups.Count; g++)
+        {
+            var (levels, count) = groups[g];
+            if (count < 1) throw new ArgumentOutOfRangeException(nameof(groups), count, $"Group {g} must have at least one level.");
+            if (levels is null || levels.Length != rows)
+                throw new ArgumentException($"Group {g} has {levels?.Length.ToString() ?? "no"} levels; expected one per row ({rows}).", nameof(groups));
+            int bad = Array.FindIndex(levels, l => l < 0 || l >= count);
+            if (bad >= 0) throw new ArgumentOutOfRangeException(nameof(groups), levels[bad], $"Group {g}, row {bad} has level {levels[bad]}; its levels are 0 … {count - 1}.");
+            columns += count;
+        }
+        int perRow = covariates.Count + groups.Count;
+        var starts = new int[rows + 1];
+        var indices = new int[rows * perRow];
+        var values = new double[rows * perRow];
+        for (int r = 0; r < rows; r++)
+        {
+            int at = r * perRow, column = 0;
+            for (int c = 0; c < covariates.Count; c++, at++) (indices[at], values[at], column) = (column, covariates[c][r], column + 1);
+            foreach (var (levels, count) in groups)
+            {
+                (indices[at], values[at]) = (column + levels[r], 1.0);
+                at++;
+                column += count;
+            }
+            starts[r + 1] = at;
+        }
+        return new SparseDesign(rows, columns, starts, indices, values);
+    }
+
     /// <summary>Xᵀ [columns, rows] as a dense tensor in the dtype and on the device of <paramref name="like"/> (converted once, then reused).</summary>
-    internal Tensor DenseTransposed(Tensor like) => denseTransposed.Like(like);
+    internal Tensor DenseTransposed(Tensor like) => denseTransposed.Value.Like(like);
 }

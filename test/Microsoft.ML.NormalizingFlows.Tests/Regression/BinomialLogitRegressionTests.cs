@@ -114,6 +114,44 @@ public sealed class BinomialLogitRegressionTensorPathTests : BinomialLogitRegres
     private protected override BinomialLogitRegression.Algorithm Algorithm => BinomialLogitRegression.Algorithm.Tensors;
 }
 
+/// <summary>A multilevel design built from covariates and group levels is the dense design it stands for.</summary>
+[TestClass]
+public sealed class SparseDesignTests
+{
+    [TestMethod]
+    public void AMultilevelDesignIsItsDenseMatrix()
+    {
+        var random = new Random(4);
+        const int rows = 25;
+        var intercept = Enumerable.Repeat(1.0, rows).ToArray();
+        var covariate = Enumerable.Range(0, rows).Select(_ => random.NextDouble() - 0.5).ToArray();
+        var first = Enumerable.Range(0, rows).Select(_ => random.Next(4)).ToArray();
+        var second = Enumerable.Range(0, rows).Select(_ => random.Next(3)).ToArray();
+        var design = SparseDesign.Multilevel(new[] { intercept, covariate }, new[] { (first, 4), (second, 3) });
+        Assert.AreEqual(9, design.Columns);
+        Assert.AreEqual(rows * 4, design.NonZeros);
+        var dense = new double[rows * 9];
+        for (int r = 0; r < rows; r++)
+        {
+            dense[r * 9] = 1;
+            dense[r * 9 + 1] = covariate[r];
+            dense[r * 9 + 2 + first[r]] = 1;
+            dense[r * 9 + 6 + second[r]] = 1;
+        }
+        var n = Enumerable.Range(0, rows).Select(_ => (double)random.Next(1, 6)).ToArray();
+        var k = n.Select(t => (double)random.Next(0, (int)t + 1)).ToArray();
+        var beta = torch.randn(5, 9, dtype: ScalarType.Float64, generator: new Generator(2));
+        var expected = new BinomialLogitRegression(SparseDesign.FromDense(dense, rows, 9), n, k).LogLikelihood(beta);
+        AssertClose(expected, new BinomialLogitRegression(design, n, k).LogLikelihood(beta), 1e-12, "multilevel vs dense");
+        AssertClose(expected, new BinomialLogitRegression(design, n, k).LogLikelihood(beta, false, BinomialLogitRegression.Algorithm.Tensors), 1e-12, "dense Xᵀ of a multilevel design");
+
+        Assert.AreEqual("groups", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => SparseDesign.Multilevel(new[] { intercept }, new[] { (first, 3) })).ParamName);
+        Assert.AreEqual("groups", Assert.ThrowsExactly<ArgumentException>(() => SparseDesign.Multilevel(new[] { intercept }, new[] { (first[..5], 4) })).ParamName);
+        Assert.AreEqual("covariates", Assert.ThrowsExactly<ArgumentException>(() => SparseDesign.Multilevel(new[] { intercept, covariate[..3] }, new[] { (first, 4) })).ParamName);
+        Assert.AreEqual("covariates", Assert.ThrowsExactly<ArgumentException>(() => SparseDesign.Multilevel(new[] { new[] { double.NaN } }, Array.Empty<(int[], int)>())).ParamName);
+    }
+}
+
 /// <summary>Bad input is refused by name: design values, columns, counts, coefficient shapes.</summary>
 [TestClass]
 public sealed class BinomialLogitRegressionInputTests

@@ -64,7 +64,11 @@ public sealed class PosteriorFitOptions
     /// </summary>
     public bool ParallelFlowFits { get; set; } = true;
 
-    /// <summary>Independent flow fits (seeds) started at once; when their ELBOs disagree by more than <see cref="RestartTolerance"/> nats, up to <see cref="MaxRestarts"/> more are run, and the best ELBO is kept.</summary>
+    /// <summary>
+    /// Independent flow fits (seeds) started at once; when their ELBOs disagree by more than <see cref="RestartTolerance"/>
+    /// nats, up to <see cref="MaxRestarts"/> more are run, and the best ELBO is kept. A streamed model's ELBO estimates
+    /// carry minibatch noise: there the fits disagree only beyond the tolerance plus two standard errors of the difference.
+    /// </summary>
     public int FlowFits { get; set; } = 2;
     public double RestartTolerance { get; set; } = 0.5;
     public int MaxRestarts { get; set; } = 2;

@@ -289,7 +289,7 @@ public static class PosteriorFitter
             factor = new double[d, d];
             for (int i = 0; i < d; i++) for (int j = 0; j <= i; j++) factor[i, j] = flat[i * d + j];
         }
-        var fits = new List<(FlowDistribution Q, FitResult Fit, double Elbo)>();
+        var fits = new List<(FlowDistribution Q, FitResult Fit, double Elbo, double StandardError)>();
         // A streamed model reads one cursor, so its fits cannot share it; otherwise fits run one per core.
         int width = o.ParallelFlowFits && !streams ? Math.Max(1, Environment.ProcessorCount) : 1;
         int attempts = 0;
@@ -297,17 +297,17 @@ public static class PosteriorFitter
         {
             int count = attempts < o.FlowFits ? Math.Min(o.FlowFits - attempts, width)
                 : Math.Min(width, o.FlowFits + o.MaxRestarts - attempts);
-            var round = RunFits(Enumerable.Range(attempts, count).ToArray(), attempt => FitFlow(target, mean, factor, attempt, o, settings, cancellationToken));
-            foreach (var (q, fit, elbo, stage) in round)
+            var round = RunFits(Enumerable.Range(attempts, count).ToArray(), attempt => FitFlow(target, streams, mean, factor, attempt, o, settings, cancellationToken));
+            foreach (var (q, fit, elbo, standardError, stage) in round)
             {
-                fits.Add((q, fit, elbo));
+                fits.Add((q, fit, elbo, standardError));
                 stages.Add(stage);
             }
             attempts += count;
             if (cancellationToken.IsCancellationRequested) break;
             if (attempts < o.FlowFits) continue;
-            var finite = fits.Where(f => double.IsFinite(f.Elbo)).Select(f => f.Elbo).ToArray();
-            bool agree = finite.Length >= Math.Min(2, o.FlowFits) && finite.Max() - finite.Min() <= o.RestartTolerance;
+            var finite = fits.Where(f => double.IsFinite(f.Elbo)).ToArray();
+            bool agree = finite.Length >= Math.Min(2, o.FlowFits) && Agree(finite.MaxBy(f => f.Elbo), finite.MinBy(f => f.Elbo), o.RestartTolerance);
             if (agree || attempts >= o.FlowFits + o.MaxRestarts) break;
         }
         var best = fits.OrderByDescending(f => double.IsFinite(f.Elbo) ? f.Elbo : double.NegativeInfinity).First();
@@ -336,8 +336,21 @@ public static class PosteriorFitter
         return results;
     }
 
-    private static (FlowDistribution Q, FitResult Fit, double Elbo, PosteriorFitStage Stage) FitFlow(Target target, double[] mean, double[,] factor,
-        int attempt, PosteriorFitOptions o, StageSettings settings, CancellationToken cancellationToken)
+    /// <summary>
+    /// Whether the best and the worst fit agree: their ELBOs differ by at most the tolerance beyond the estimates' noise
+    /// (two standard errors of the difference). In memory that noise is left out (standard errors of 0): the draws'
+    /// own is hundredths of a nat. A streamed likelihood's estimates carry the minibatches' noise, which at a million
+    /// rows is thousands of nats: compared with the bare tolerance every streamed fit "disagreed" and ran all its restarts.
+    /// </summary>
+    internal static bool Agree((FlowDistribution, FitResult, double Elbo, double StandardError) best,
+        (FlowDistribution, FitResult, double Elbo, double StandardError) worst, double tolerance) =>
+        best.Elbo - worst.Elbo <= tolerance + 2 * Math.Sqrt(best.StandardError * best.StandardError + worst.StandardError * worst.StandardError);
+
+    /// <summary>Blocks of draws, each evaluated on its own minibatch, whose means give a streamed ELBO's standard error.</summary>
+    internal const int StreamedElboBlocks = 16;
+
+    private static (FlowDistribution Q, FitResult Fit, double Elbo, double StandardError, PosteriorFitStage Stage) FitFlow(Target target, bool streams,
+        double[] mean, double[,] factor, int attempt, PosteriorFitOptions o, StageSettings settings, CancellationToken cancellationToken)
     {
         long seed = o.Seed + 1_000 * (attempt + 1);
         var clock = Stopwatch.StartNew();
@@ -350,9 +363,12 @@ public static class PosteriorFitter
         var options = Training(o, settings, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed);
         if (o.FlowObjective is { } objective) options.Objective = objective;
         var fit = VariationalTrainer.Fit(q, target, options, Report(o, $"flow {attempt + 1}"), cancellationToken);
-        var elbo = Evaluation.EstimateElbo(q, target, o.EvaluationDraws, seed + 11);
-        var stage = new PosteriorFitStage($"flow {attempt + 1} ({o.Flow} K={o.FlowLayers}, seed {seed})", clock.Elapsed, elbo.Elbo, StageDetail(fit));
-        return (q, fit, elbo.Elbo, stage);
+        var (elbo, standardError) = streams
+            ? Evaluation.EstimateElboByBlockMeans(q, target, o.EvaluationDraws, seed + 11, StreamedElboBlocks)
+            : (Evaluation.EstimateElbo(q, target, o.EvaluationDraws, seed + 11).Elbo, 0.0);
+        var stage = new PosteriorFitStage($"flow {attempt + 1} ({o.Flow} K={o.FlowLayers}, seed {seed})", clock.Elapsed, elbo,
+            StageDetail(fit) + (streams ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $", ELBO ± {standardError:F1} (minibatch noise)") : ""));
+        return (q, fit, elbo, standardError, stage);
     }
 
     private static string StageDetail(FitResult fit) =>

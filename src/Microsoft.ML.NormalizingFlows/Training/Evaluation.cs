@@ -1,3 +1,4 @@
+using Microsoft.ML.NormalizingFlows.Tensors;
 using Microsoft.ML.NormalizingFlows.Distributions;
 using Microsoft.ML.NormalizingFlows.Targets;
 using TorchSharp;
@@ -45,6 +46,21 @@ public static class Evaluation
         double mean = sum / samples;
         double variance = Math.Max(0, (sumSquares - samples * mean * mean) / (samples - 1));
         return new ElboEstimate(mean, Math.Sqrt(variance / samples), samples, target.LogNormalizer);
+    }
+
+    /// <summary>
+    /// The ELBO and its standard error from the means of <paramref name="blocks"/> equal blocks of draws (batch means).
+    /// For a target whose every evaluation is noisy in its own way (a likelihood streamed in minibatches: each block
+    /// sees one), the draws' spread misses that noise and the blocks' spread does not.
+    /// </summary>
+    internal static (double Elbo, double StandardError) EstimateElboByBlockMeans(FlowDistribution q, Target target, int samples, long seed, int blocks)
+    {
+        if (blocks < 2) throw new ArgumentOutOfRangeException(nameof(blocks), blocks, "Need at least 2 blocks for a standard error.");
+        int perBlock = Math.Max(1, samples / blocks);
+        var means = DrawBlocks(q, target, perBlock * blocks, seed, perBlock).Select(b => HostMemory.Single((b.LogP - b.LogQ).to(ScalarType.Float64).mean())).ToArray();
+        double mean = means.Average();
+        double variance = means.Sum(m => (m - mean) * (m - mean)) / (means.Length - 1);
+        return (mean, Math.Sqrt(variance / means.Length));
     }
 
     /// <summary>

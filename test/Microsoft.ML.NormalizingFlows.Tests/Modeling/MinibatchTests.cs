@@ -72,6 +72,35 @@ public sealed class MinibatchTests
     }
 
     [TestMethod]
+    public void StreamedFlowFitsAreComparedBeyondTheirMinibatchNoise()
+    {
+        // 20-row minibatches of 5,000 rows: an ELBO estimate's minibatch noise is hundreds of nats, so two fits of the
+        // same posterior "disagree" by far more than RestartTolerance unless the noise is allowed for.
+        var (ml, view, _) = Data();
+        var streamed = new BayesianModel("streamed").Parameter("mu").Parameter("sigma", Constraint.Positive)
+            .Minibatch(ml, view, 20, "Y")
+            .LogDensity(m => Prior(m) + m.Minibatch.ScaledSum(new Normal(m["mu"].unsqueeze(1), m["sigma"].unsqueeze(1)).LogProb(m.Minibatch["Y"].unsqueeze(0))));
+        var fit = streamed.Fit(new PosteriorFitOptions
+        {
+            ModeIterations = 200, GaussianIterations = 300, FlowIterations = 150, FlowLayers = 2, FlowFits = 2, MaxRestarts = 2,
+            EvaluationDraws = 320, ReportSamples = 500, Threads = 1,
+        });
+        var flows = fit.Stages.Where(s => s.Name.StartsWith("flow", StringComparison.Ordinal)).ToArray();
+        foreach (var stage in fit.Stages) TestContext.WriteLine($"{stage.Name}: ELBO {stage.Elbo:F1}, {stage.Detail}");
+        Assert.AreEqual(2, flows.Length, "no restarts for fits that differ only by minibatch noise");
+        Assert.IsTrue(flows.All(f => f.Detail.Contains("minibatch noise")), "each streamed fit reports its ELBO's standard error");
+        double elboGap = Math.Abs(flows[0].Elbo - flows[1].Elbo);
+        Assert.IsTrue(elboGap > 0.5, $"the test needs estimates noisier than the tolerance; they differ by {elboGap:F2} nats");
+
+        // The rule itself: the bare tolerance when the standard errors are 0 (in memory), widened by 2 se of the difference.
+        (FlowDistribution, FitResult, double, double) Fit(double elbo, double se) => (null!, null!, elbo, se);
+        Assert.IsTrue(PosteriorFitter.Agree(Fit(-10.0, 0), Fit(-10.4, 0), 0.5));
+        Assert.IsFalse(PosteriorFitter.Agree(Fit(-10.0, 0), Fit(-10.6, 0), 0.5));
+        Assert.IsTrue(PosteriorFitter.Agree(Fit(-10.0, 3), Fit(-18.0, 4), 0.5)); // 8 ≤ 0.5 + 2 · 5
+        Assert.IsFalse(PosteriorFitter.Agree(Fit(-10.0, 3), Fit(-21.0, 4), 0.5));
+    }
+
+    [TestMethod]
     public void BadStreamsAreClearErrors()
     {
         var (ml, view, _) = Data(10);

@@ -28,24 +28,19 @@ public sealed partial class BinomialLogitRegression
             var coefficients = (Tensor)vars[0];
             var regression = (BinomialLogitRegression)vars[1];
             var (logLikelihood, gradient) = regression.Pass(coefficients, withGradient: true);
-            ctx.save_data("gradient", gradient);
-            ctx.save_data("like", (coefficients.dtype, coefficients.device));
-            return torch.tensor(logLikelihood, dtype: coefficients.dtype, device: coefficients.device);
+            ctx.save_for_backward(new List<Tensor> { gradient! });
+            return logLikelihood.to(coefficients.dtype, coefficients.device);
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
         {
-            var gradient = (double[])ctx.get_data("gradient");
-            var (dtype, device) = ((ScalarType, Device))ctx.get_data("like");
-            int draws = (int)grad.shape[0], columns = gradient.Length / draws;
-            using var perDraw = torch.tensor(gradient, new long[] { draws, columns }, dtype: dtype, device: device);
-            return new List<Tensor> { perDraw.mul(grad.unsqueeze(1)), null! };
+            var gradient = ctx.get_saved_variables()[0]; // [draws, columns] float64 on the CPU
+            return new List<Tensor> { gradient.to(grad.dtype, grad.device).mul(grad.unsqueeze(1)), null! };
         }
     }
 
     /// <summary>The kernel per draw outside autograd (no gradient wanted): the pass without its gradient half.</summary>
-    private Tensor CompiledValue(Tensor coefficients) =>
-        torch.tensor(Pass(coefficients, withGradient: false).LogLikelihood, dtype: coefficients.dtype, device: coefficients.device);
+    private Tensor CompiledValue(Tensor coefficients) => Pass(coefficients, withGradient: false).LogLikelihood.to(coefficients.dtype, coefficients.device);
 
     /// <summary>
     /// The kernel per draw and its gradient [B, columns] (row-major). Draws are laid out innermost in blocks of
@@ -53,26 +48,27 @@ public sealed partial class BinomialLogitRegression
     /// coefficients and gradient (a few KB) stay in the first-level cache while every row passes through it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per training step: tiering would leave it unoptimized for long
-    private (double[] LogLikelihood, double[] Gradient) Pass(Tensor coefficients, bool withGradient)
+    private (Tensor LogLikelihood, Tensor? Gradient) Pass(Tensor coefficients, bool withGradient)
     {
         int draws = (int)coefficients.shape[0], columns = design.Columns, lanes = Lanes, blocks = PaddedToLanes(draws) / lanes;
-        var beta = new double[blocks * columns * lanes];
-        using (var noGrad = torch.no_grad())
-        {
-            using var values = HostMemory.Float64(coefficients);
-            ReadOnlySpan<double> source = HostMemory.Doubles(values);
-            for (int i = 0; i < draws; i++)
-                for (int j = 0; j < columns; j++) beta[((i / lanes) * columns + j) * lanes + i % lanes] = source[i * columns + j];
-            GC.KeepAlive(values);
-        }
-        var gradient = new double[beta.Length];
-        var logLikelihood = new double[blocks * lanes];
+        using var noGrad = torch.no_grad();
+        // Scratch and results in tensors' memory, not managed arrays: at 128 draws and 102 columns each buffer is past
+        // the large-object threshold, and allocating those every step set off full garbage collections.
+        var values = HostMemory.Float64(coefficients); // may be the input itself: not disposed here
+        using var betaBuffer = torch.empty(blocks * columns * lanes, dtype: ScalarType.Float64);
+        using var gradientBuffer = torch.zeros(blocks * columns * lanes, dtype: ScalarType.Float64);
+        using var sums = torch.empty(blocks * lanes, dtype: ScalarType.Float64);
+        Span<double> beta = HostMemory.Doubles(betaBuffer), gradient = HostMemory.Doubles(gradientBuffer), perLane = HostMemory.Doubles(sums);
+        ReadOnlySpan<double> source = HostMemory.Doubles(values);
+        beta.Clear(); // the padding draws' coefficients: zero
+        for (int i = 0; i < draws; i++)
+            for (int j = 0; j < columns; j++) beta[((i / lanes) * columns + j) * lanes + i % lanes] = source[i * columns + j];
         int[] starts = design.RowStarts, indices = design.ColumnIndices;
         double[] x = design.Values;
         // Unchecked loads and stores (Vector.LoadUnsafe): every index is a design column < columns, so each access lies
         // within the block; with checked span slices the bounds checks were most of the pass.
-        ref double betaStart = ref MemoryMarshal.GetArrayDataReference(beta);
-        ref double gradientStart = ref MemoryMarshal.GetArrayDataReference(gradient);
+        ref double betaStart = ref MemoryMarshal.GetReference(beta);
+        ref double gradientStart = ref MemoryMarshal.GetReference(gradient);
         int rows = design.Rows;
         for (int block = 0; block < blocks; block++)
         {
@@ -99,14 +95,19 @@ public sealed partial class BinomialLogitRegression
                     (Vector.LoadUnsafe(ref g) + x[at] * slope).StoreUnsafe(ref g);
                 }
             }
-            sum.CopyTo(logLikelihood, block * lanes);
+            sum.CopyTo(perLane.Slice(block * lanes, lanes));
         }
-        var result = new double[draws];
-        Array.Copy(logLikelihood, result, draws);
-        if (!withGradient) return (result, Array.Empty<double>());
-        var rowMajor = new double[draws * columns];
+        var result = sums.narrow(0, 0, draws).clone();
+        if (!withGradient)
+        {
+            GC.KeepAlive(values); GC.KeepAlive(betaBuffer); GC.KeepAlive(gradientBuffer); GC.KeepAlive(sums);
+            return (result, null);
+        }
+        var rowMajor = torch.empty(draws, columns, dtype: ScalarType.Float64);
+        Span<double> output = HostMemory.Doubles(rowMajor);
         for (int i = 0; i < draws; i++)
-            for (int j = 0; j < columns; j++) rowMajor[i * columns + j] = gradient[((i / lanes) * columns + j) * lanes + i % lanes];
+            for (int j = 0; j < columns; j++) output[i * columns + j] = gradient[((i / lanes) * columns + j) * lanes + i % lanes];
+        GC.KeepAlive(values); GC.KeepAlive(betaBuffer); GC.KeepAlive(gradientBuffer); GC.KeepAlive(sums); // read through spans, which do not hold them
         return (result, rowMajor);
     }
 }

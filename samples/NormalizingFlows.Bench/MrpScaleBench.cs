@@ -4,6 +4,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.NormalizingFlows.Modeling;
 using Microsoft.ML.NormalizingFlows.Regression;
+using Microsoft.ML.NormalizingFlows.Tensors;
 using TorchSharp;
 using static Microsoft.ML.NormalizingFlows.Tensors.RootedScalars;
 
@@ -93,7 +94,7 @@ internal static partial class BenchVerbs
                     // The minibatch's respondents as a binomial regression with one trial each (the compiled sparse pass
                     // on CPU), scaled by N/B.
                     var likelihood = new BinomialLogitRegression(StreamedDesign(b), Ones(b), Doubles(b["Y"]));
-                    return MrpModel.LogPrior(m, parameterization) + likelihood.LogLikelihood(MrpModel.Coefficients(m, parameterization), dropConstant: true) * S(b.Scale);
+                    return MrpModel.LogPrior(m, parameterization).Plus(likelihood.LogLikelihood(MrpModel.Coefficients(m, parameterization), dropConstant: true) * S(b.Scale));
                 });
 
             using var memory = new MemoryTrace();

@@ -130,7 +130,9 @@ internal static class MrpModel
 
     public static torch.Tensor LogPrior(ModelContext m, Parameterization parameterization = Parameterization.NonCentred)
     {
-        var logPrior = new Normal(0, 2.5).LogProb(m["alpha"]) + new Normal(0, 2.5).LogProb(m["b_male"]) + new Normal(0, 2.5).LogProb(m["b_rep"]);
+        // Sums with Plus, not +: a + b hands libtorch a temporary Scalar that another thread's garbage collection (a
+        // streamed model's minibatch reader allocates) can finalize mid-call (README, "Scalars and the garbage collector").
+        var logPrior = new Normal(0, 2.5).LogProb(m["alpha"]).Plus(new Normal(0, 2.5).LogProb(m["b_male"])).Plus(new Normal(0, 2.5).LogProb(m["b_rep"]));
         foreach (var (name, _) in Groups)
         {
             var scale = m["sd_" + name];
@@ -138,7 +140,7 @@ internal static class MrpModel
             var effectPrior = IsCentred(name, parameterization)
                 ? new Normal(torch.zeros_like(scale).unsqueeze(1), scale.unsqueeze(1)).LogProb(effects)
                 : new Normal(0, 1).LogProb(effects);
-            logPrior = logPrior + new HalfNormal(1).LogProb(scale) + effectPrior.sum(1);
+            logPrior = logPrior.Plus(new HalfNormal(1).LogProb(scale)).Plus(effectPrior.sum(1));
         }
         return logPrior;
     }
@@ -179,7 +181,7 @@ internal static class MrpModel
                  .Data("cells_weights", weights, poststratification.Length, 51);
         }
         // Without Σ log C(n, k), a constant of the data: the sum of the respondents' Bernoulli log-probabilities.
-        return model.LogDensity(m => LogPrior(m, parameterization) + likelihood.LogLikelihood(Coefficients(m, parameterization), dropConstant: true));
+        return model.LogDensity(m => LogPrior(m, parameterization).Plus(likelihood.LogLikelihood(Coefficients(m, parameterization), dropConstant: true)));
     }
 
     /// <summary>The poststratified estimates per draw: [B, 51] (states 1–50, then the nation).</summary>

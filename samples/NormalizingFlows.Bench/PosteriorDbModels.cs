@@ -3,6 +3,8 @@ using Microsoft.ML.NormalizingFlows.Modeling;
 using TorchSharp;
 using Microsoft.ML.NormalizingFlows.Modeling.Constraints;
 using Microsoft.ML.NormalizingFlows.Modeling.Distributions;
+using Microsoft.ML.NormalizingFlows.Tensors;
+using static Microsoft.ML.NormalizingFlows.Tensors.RootedScalars;
 
 
 
@@ -10,6 +12,9 @@ using Microsoft.ML.NormalizingFlows.Modeling.Distributions;
 /// posteriordb's eight_schools_noncentered, gp_regr and arK written with the model API, statement for statement
 /// from their Stan code (the posteriordb JSON files: model text, data, reference moments, log-density test points):
 /// no Jacobian is written by hand. Shared by the bench verb "posteriordb" and the tests (which link this file).
+/// Sums are written with <c>Plus</c> and constants as <c>S(c)</c>, not <c>+</c> and bare numbers: the default recipe
+/// runs its flow fits on two threads, and a temporary Scalar that one thread's garbage collection finalizes while the
+/// other's libtorch call reads it aborts the process (README, "Scalars and the garbage collector").
 /// </summary>
 internal static class PosteriorDbModels
 {
@@ -54,11 +59,11 @@ internal static class PosteriorDbModels
                 var thetaTrans = m["theta_trans"];
                 var mu = m["mu"];
                 var tau = m["tau"];
-                var theta = thetaTrans * tau.unsqueeze(1) + mu.unsqueeze(1);
+                var theta = (thetaTrans * tau.unsqueeze(1)).Plus(mu.unsqueeze(1));
                 return new Normal(0, 1).LogProb(thetaTrans).sum(1)
-                       + new Normal(theta, m.Data("sigma")).LogProb(m.Data("y")).sum(1)
-                       + new Normal(0, 5).LogProb(mu)
-                       + new Cauchy(0, 5).LogProb(tau);
+                       .Plus(new Normal(theta, m.Data("sigma")).LogProb(m.Data("y")).sum(1))
+                       .Plus(new Normal(0, 5).LogProb(mu))
+                       .Plus(new Cauchy(0, 5).LogProb(tau));
             });
     }
 
@@ -82,10 +87,10 @@ internal static class PosteriorDbModels
                 var sigma = m["sigma"].reshape(-1, 1, 1);
                 var eye = torch.eye(n, dtype: rho.dtype, device: rho.device);
                 // gp_exp_quad_cov(x, alpha, rho) + diag_matrix(rep_vector(sigma, N)): sigma itself on the diagonal, as written.
-                var cov = alpha.square() * (-m.Data("d2") / (2 * rho.square())).exp() + sigma * eye;
+                var cov = (alpha.Squared() * (-m.Data("d2") / (rho.Squared() * S(2.0))).exp()).Plus(sigma * eye);
                 var l = Microsoft.ML.NormalizingFlows.Tensors.SafeLinalg.Cholesky(cov); // a non-positive-definite draw is dropped, not fatal
-                return new Gamma(25, 4).LogProb(m["rho"]) + new Normal(0, 2).LogProb(m["alpha"]) + new Normal(0, 1).LogProb(m["sigma"])
-                       + new MultivariateNormal(torch.zeros(n, dtype: rho.dtype, device: rho.device), l).LogProb(m.Data("y"));
+                return new Gamma(25, 4).LogProb(m["rho"]).Plus(new Normal(0, 2).LogProb(m["alpha"])).Plus(new Normal(0, 1).LogProb(m["sigma"]))
+                       .Plus(new MultivariateNormal(torch.zeros(n, dtype: rho.dtype, device: rho.device), l).LogProb(m.Data("y")));
             });
     }
 
@@ -104,9 +109,9 @@ internal static class PosteriorDbModels
             .Data("y", y[k..])
             .LogDensity(m =>
             {
-                var mu = m["alpha"].unsqueeze(1) + m["beta"].matmul(m.Data("lags").t());
-                return new Normal(0, 10).LogProb(m["alpha"]) + new Normal(0, 10).LogProb(m["beta"]).sum(1) + new Cauchy(0, 2.5).LogProb(m["sigma"])
-                       + new Normal(mu, m["sigma"].unsqueeze(1)).LogProb(m.Data("y")).sum(1);
+                var mu = m["alpha"].unsqueeze(1).Plus(m["beta"].matmul(m.Data("lags").t()));
+                return new Normal(0, 10).LogProb(m["alpha"]).Plus(new Normal(0, 10).LogProb(m["beta"]).sum(1)).Plus(new Cauchy(0, 2.5).LogProb(m["sigma"]))
+                       .Plus(new Normal(mu, m["sigma"].unsqueeze(1)).LogProb(m.Data("y")).sum(1));
             });
     }
 

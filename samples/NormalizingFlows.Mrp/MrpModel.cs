@@ -41,40 +41,6 @@ internal static class MrpModel
     public static Row[] Read(MLContext ml, string path) =>
         ml.Data.CreateEnumerable<Row>(ml.Data.LoadFromTextFile<Row>(path, separatorChar: ',', hasHeader: true), reuseRowObject: false).ToArray();
 
-    /// <summary>A row's design columns (intercept, centred sex, centred vote share, one-hot levels), written at x[offset…].</summary>
-    private static void WriteDesignRow(Row r, double[] x, int offset)
-    {
-        x[offset] = 1;
-        x[offset + 1] = r.Male - 0.5;
-        x[offset + 2] = r.RepVote - 0.5;
-        int a = (int)r.Age - 1, d = (int)r.Educ - 1;
-        int[] levels = { (int)r.State - 1, (int)r.Region - 1, a, (int)r.Eth - 1, d, a * 5 + d };
-        int column = 3;
-        for (int g = 0; g < Groups.Length; g++)
-        {
-            x[offset + column + levels[g]] = 1;
-            column += Groups[g].Levels;
-        }
-    }
-
-    /// <summary>The design [102, rows], column-major per row (so η = coefficients [B, 102] · design).</summary>
-    public static double[] Design(IReadOnlyList<Row> rows)
-    {
-        var byRow = DesignByRow(rows);
-        var x = new double[byRow.Length];
-        for (int n = 0; n < rows.Count; n++)
-            for (int j = 0; j < DesignWidth; j++) x[j * rows.Count + n] = byRow[n * DesignWidth + j];
-        return x;
-    }
-
-    /// <summary>The design [rows, 102], row-major.</summary>
-    private static double[] DesignByRow(IReadOnlyList<Row> rows)
-    {
-        var byRow = new double[rows.Count * DesignWidth];
-        for (int n = 0; n < rows.Count; n++) WriteDesignRow(rows[n], byRow, n * DesignWidth);
-        return byRow;
-    }
-
     /// <summary>The design as sparse rows (9 nonzeros of 102 per row): intercept, centred sex and vote share, then the six groups.</summary>
     public static SparseDesign SparseDesignOf(IReadOnlyList<Row> rows) => SparseDesignOf(
         rows.Select(r => (int)r.State).ToArray(), rows.Select(r => (int)r.Region).ToArray(), rows.Select(r => (int)r.Age).ToArray(),
@@ -177,7 +143,7 @@ internal static class MrpModel
                 weights[i * 51 + (int)poststratification[i].State - 1] = poststratification[i].Last / stateTotals[(int)poststratification[i].State - 1];
                 weights[i * 51 + 50] = poststratification[i].Last / total;
             }
-            model.Data("cells_x", Design(poststratification), DesignWidth, poststratification.Length)
+            model.Data("cells_x", SparseDesignOf(poststratification).ToDense(), poststratification.Length, DesignWidth)
                  .Data("cells_weights", weights, poststratification.Length, 51);
         }
         // Without Σ log C(n, k), a constant of the data: the sum of the respondents' Bernoulli log-probabilities.
@@ -186,5 +152,5 @@ internal static class MrpModel
 
     /// <summary>The poststratified estimates per draw: [B, 51] (states 1–50, then the nation).</summary>
     public static torch.Tensor Poststratify(ModelContext m) =>
-        torch.sigmoid(Coefficients(m).matmul(m.Data("cells_x"))).matmul(m.Data("cells_weights"));
+        torch.sigmoid(Coefficients(m).matmul(m.Data("cells_x").t())).matmul(m.Data("cells_weights"));
 }

@@ -31,13 +31,19 @@ public sealed class SparseDesign
     private SparseDesign(int rows, int columns, int[] rowStarts, int[] columnIndices, double[] values)
     {
         (Rows, Columns, RowStarts, ColumnIndices, Values) = (rows, columns, rowStarts, columnIndices, values);
-        denseTransposed = new Lazy<CachedConstant>(() =>
-        {
-            var dense = new double[(long)columns * rows];
-            for (int r = 0; r < rows; r++)
-                for (int at = rowStarts[r]; at < rowStarts[r + 1]; at++) dense[(long)columnIndices[at] * rows + r] += values[at];
-            return new CachedConstant(dense, columns, rows);
-        });
+        denseTransposed = new Lazy<CachedConstant>(() => new CachedConstant(Dense(transposed: true), columns, rows));
+    }
+
+    /// <summary>The design as a dense row-major [rows, columns] array (zeros included).</summary>
+    public double[] ToDense() => Dense(transposed: false);
+
+    private double[] Dense(bool transposed)
+    {
+        var dense = new double[(long)Columns * Rows];
+        for (int r = 0; r < Rows; r++)
+            for (int at = RowStarts[r]; at < RowStarts[r + 1]; at++)
+                dense[transposed ? (long)ColumnIndices[at] * Rows + r : (long)r * Columns + ColumnIndices[at]] += Values[at];
+        return dense;
     }
 
     /// <summary>A design from its dense values, row-major [rows, columns]; zeros are not stored.</summary>

@@ -138,6 +138,7 @@ public sealed class SparseDesignTests
             dense[r * 9 + 2 + first[r]] = 1;
             dense[r * 9 + 6 + second[r]] = 1;
         }
+        CollectionAssert.AreEqual(dense, design.ToDense());
         var n = Enumerable.Range(0, rows).Select(_ => (double)random.Next(1, 6)).ToArray();
         var k = n.Select(t => (double)random.Next(0, (int)t + 1)).ToArray();
         var beta = torch.randn(5, 9, dtype: ScalarType.Float64, generator: new Generator(2));

@@ -18,9 +18,8 @@ public sealed class MinibatchSource
     private readonly IDataView data;
     private readonly DataViewSchema.Column[] columns;
     private readonly Random random;
-    private DataViewRowCursor? cursor;
-    private Func<double>?[]? realReaders;
-    private Func<long>?[]? integerReaders;
+    /// <summary>The view as given, read in order by <see cref="EveryRowOnce"/>.</summary>
+    private readonly IDataView original;
 
     internal MinibatchSource(MLContext mlContext, IDataView data, int batchSize, string[] columnNames, int seed)
     {
@@ -28,6 +27,7 @@ public sealed class MinibatchSource
         ArgumentNullException.ThrowIfNull(data);
         if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The minibatch size must be positive.");
         if (columnNames is null || columnNames.Length == 0) throw new ArgumentException("Name at least one column to stream.", nameof(columnNames));
+        original = data;
         this.data = data.CanShuffle ? data : mlContext.Data.ShuffleRows(data, seed, shufflePoolSize: 100_000);
         columns = columnNames.Select(n => this.data.Schema.GetColumnOrNull(n)
             ?? throw new ArgumentOutOfRangeException(nameof(columnNames), $"Column '{n}' was not found (columns: {string.Join(", ", data.Schema.Where(c => !c.IsHidden).Select(c => c.Name))}).")).ToArray();
@@ -70,35 +70,91 @@ public sealed class MinibatchSource
 
     private Task<(double[]?[] Reals, long[]?[] Integers)>? prefetch;
 
-    /// <summary>Reads B rows from the cursor (one reader at a time: Next waits for the previous read before starting one).</summary>
+    /// <summary>Reads B rows from the shuffled cursor, wrapping into a new pass (one reader at a time: Next waits for the previous read before starting one).</summary>
     private (double[]?[] Reals, long[]?[] Integers) Read()
     {
-        var reals = columns.Select(c => ColumnReaders.IsReal(c.Type) ? new double[BatchSize] : null).ToArray();
-        var integers = columns.Select(c => ColumnReaders.IsReal(c.Type) ? null : new long[BatchSize]).ToArray();
-        for (int row = 0; row < BatchSize; row++)
+        var (reals, integers) = NewBatch(BatchSize);
+        int filled = rows?.Fill(reals, integers, 0, BatchSize) ?? 0;
+        while (filled < BatchSize)
         {
-            if (cursor is null || !cursor.MoveNext())
-            {
-                cursor?.Dispose();
-                cursor = data.GetRowCursor(columns, new Random(random.Next()));
-                var current = cursor;
-                realReaders = columns.Select(c => ColumnReaders.IsReal(c.Type) ? ColumnReaders.Real(current, c) : null).ToArray();
-                integerReaders = columns.Select(c => ColumnReaders.IsReal(c.Type) ? null
-                    : ColumnReaders.Integer(current, c, message => new InvalidOperationException(message))).ToArray();
-                if (!cursor.MoveNext()) throw new InvalidOperationException("The data view has no rows.");
-            }
-            for (int j = 0; j < columns.Length; j++)
-            {
-                if (reals[j] is { } r)
-                {
-                    double value = realReaders![j]!();
-                    r[row] = double.IsFinite(value) ? value
-                        : throw new InvalidOperationException($"Column '{columns[j].Name}' has a missing or non-finite value ({value}) at row {cursor.Position}.");
-                }
-                else integers[j]![row] = integerReaders![j]!();
-            }
+            // The pass has ended (or none began): a new shuffled pass.
+            rows?.Dispose();
+            rows = new RowReader(data, columns, new Random(random.Next()));
+            int read = rows.Fill(reals, integers, filled, BatchSize);
+            if (read == 0) throw new InvalidOperationException("The data view has no rows.");
+            filled += read;
         }
         return (reals, integers);
+    }
+
+    private RowReader? rows;
+
+    /// <summary>
+    /// Every row exactly once, in the view's own order, in batches of B (the last one shorter), as float64 on the CPU
+    /// with the scale N/B: what a statistic of the whole data (a control variate's expansion) needs. Each batch's
+    /// tensors are disposed when the enumeration moves on. The shuffled stream is not touched.
+    /// </summary>
+    internal IEnumerable<MinibatchRows> EveryRowOnce()
+    {
+        using var reader = new RowReader(original, columns, random: null);
+        using var reference = torch.zeros(1, dtype: ScalarType.Float64);
+        while (true)
+        {
+            var (reals, integers) = NewBatch(BatchSize);
+            int count = reader.Fill(reals, integers, 0, BatchSize);
+            if (count == 0) yield break;
+            var batch = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            for (int j = 0; j < columns.Length; j++)
+                batch[columns[j].Name] = reals[j] is { } r ? torch.tensor(r.AsSpan(0, count).ToArray(), ScalarType.Float64) : torch.tensor(integers[j]!.AsSpan(0, count).ToArray());
+            yield return new MinibatchRows(batch, Rows / (double)BatchSize, reference);
+            foreach (var column in batch.Values) column.Dispose();
+            if (count < BatchSize) yield break;
+        }
+    }
+
+    private (double[]?[] Reals, long[]?[] Integers) NewBatch(int size) =>
+        (columns.Select(c => ColumnReaders.IsReal(c.Type) ? new double[size] : null).ToArray(),
+         columns.Select(c => ColumnReaders.IsReal(c.Type) ? null : new long[size]).ToArray());
+
+    /// <summary>One cursor over the streamed columns and its typed getters.</summary>
+    private sealed class RowReader : IDisposable
+    {
+        private readonly DataViewRowCursor cursor;
+        private readonly DataViewSchema.Column[] columns;
+        private readonly Func<double>?[] realReaders;
+        private readonly Func<long>?[] integerReaders;
+
+        public RowReader(IDataView data, DataViewSchema.Column[] columns, Random? random)
+        {
+            this.columns = columns;
+            cursor = random is null ? data.GetRowCursor(columns) : data.GetRowCursor(columns, random);
+            realReaders = columns.Select(c => ColumnReaders.IsReal(c.Type) ? ColumnReaders.Real(cursor, c) : null).ToArray();
+            integerReaders = columns.Select(c => ColumnReaders.IsReal(c.Type) ? null
+                : ColumnReaders.Integer(cursor, c, message => new InvalidOperationException(message))).ToArray();
+        }
+
+        /// <summary>Fills rows <paramref name="offset"/> to <paramref name="end"/> − 1, or until the cursor ends; returns how many it filled.</summary>
+        public int Fill(double[]?[] reals, long[]?[] integers, int offset, int end)
+        {
+            int row = offset;
+            for (; row < end; row++)
+            {
+                if (!cursor.MoveNext()) break;
+                for (int j = 0; j < columns.Length; j++)
+                {
+                    if (reals[j] is { } r)
+                    {
+                        double value = realReaders[j]!();
+                        r[row] = double.IsFinite(value) ? value
+                            : throw new InvalidOperationException($"Column '{columns[j].Name}' has a missing or non-finite value ({value}) at row {cursor.Position}.");
+                    }
+                    else integers[j]![row] = integerReaders[j]!();
+                }
+            }
+            return row - offset;
+        }
+
+        public void Dispose() => cursor.Dispose();
     }
 }
 

@@ -67,9 +67,7 @@ public static class PosteriorFitter
         using var threads = TorchThreadScope.Enter(o.Threads);
 
         var mode = FindMode(target, o, stages, cancellationToken);
-        var settings = model.Minibatches is { } stream
-            ? new StageSettings(StreamedDivergenceDrop(target, mode), 1 / Math.Sqrt(Math.Max(1.0, stream.Rows / (double)stream.BatchSize)))
-            : new StageSettings(DefaultDivergenceDrop, 1);
+        var settings = model.Minibatches is { } stream ? StreamedSettings(target, mode, stream, stages) : new StageSettings(DefaultDivergenceDrop, 1);
         FlowDistribution q;
         FitResult fit;
         if (o.Family == ApproximationFamily.MeanFieldGaussian)
@@ -126,29 +124,43 @@ public static class PosteriorFitter
 
     /// <summary>
     /// What every training stage of one fit shares. A streamed likelihood's gradient carries the minibatch's noise,
-    /// which grows with N/B, while Adam moves every parameter about one learning rate per step whatever the noise:
-    /// the noise then random-walks the Gaussian's Cholesky entries far beyond the posterior's scale (an ill-conditioned
-    /// factor, and absurd ELBO estimates). The learning rates are divided by √(N/B) for streamed models.
+    /// while Adam moves every parameter about one learning rate per step whatever the noise: a plain N/B-scaled
+    /// estimate's noise then random-walks the Gaussian's Cholesky entries far beyond the posterior's scale (an
+    /// ill-conditioned factor, and absurd ELBO estimates). See <see cref="StreamedSettings"/>.
     /// </summary>
     private sealed record StageSettings(double DivergenceDrop, double LearningRateScale);
 
     private static readonly double DefaultDivergenceDrop = new TrainerOptions().DivergenceElboDrop;
 
     /// <summary>
-    /// A streamed likelihood's ELBO moves by the minibatch's noise (N/B × the batch sum: thousands of nats for a
-    /// million rows), which the default divergence test (the smoothed ELBO 1,000 nats below its best) would take
-    /// for a divergence. The noise is measured at the mode, 32 minibatches, and the test allowed ten times the noise
-    /// of a window's mean.
+    /// The minibatch noise is measured at the mode, the log density's spread over 32 minibatches (sd nats), and sets:
+    /// the divergence test, which would take a noisy ELBO (N/B × the batch sum: thousands of nats for a million rows)
+    /// for a divergence, allowed ten times the noise of a window's mean; and the learning rates, divided by
+    /// √(clamp(sd / 1 nat, 1, N/B)). A plain estimate's noise is thousands of nats, so that is √(N/B); a
+    /// control-variate estimate (<see cref="Regression.BinomialLogitControlVariate"/>) is precise to well under a nat
+    /// near the posterior, below the draws' own noise in a step's ELBO, and trains at the in-memory rates.
     /// </summary>
-    private static double StreamedDivergenceDrop(Target target, Tensor mode)
+    private static StageSettings StreamedSettings(Target target, Tensor mode, MinibatchSource stream, List<PosteriorFitStage> stages)
+    {
+        var clock = Stopwatch.StartNew();
+        double sd = MinibatchNoise(target, mode), ratio = Math.Max(1.0, stream.Rows / (double)stream.BatchSize);
+        var settings = double.IsNaN(sd) ? new StageSettings(DefaultDivergenceDrop, 1 / Math.Sqrt(ratio))
+            : new StageSettings(Math.Max(DefaultDivergenceDrop, 10 * sd / Math.Sqrt(new TrainerOptions().ConvergenceWindow)), 1 / Math.Sqrt(Math.Clamp(sd, 1.0, ratio)));
+        stages.Add(new PosteriorFitStage("minibatch noise", clock.Elapsed, double.NaN, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"log p̃ at the mode varies by sd {sd:G3} nats over 32 minibatches (N/B {ratio:G4}): learning rates × {settings.LearningRateScale:G3}")));
+        return settings;
+    }
+
+    /// <summary>The sd of the log density at <paramref name="point"/> over 32 minibatches (NaN when fewer than 2 values are finite).</summary>
+    internal static double MinibatchNoise(Target target, Tensor point)
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
-        var point = mode.unsqueeze(0);
-        var values = Enumerable.Range(0, 32).Select(_ => target.Evaluate(point).item<double>()).Where(double.IsFinite).ToArray();
-        if (values.Length < 2) return DefaultDivergenceDrop;
-        double mean = values.Average(), sd = Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1));
-        return Math.Max(DefaultDivergenceDrop, 10 * sd / Math.Sqrt(new TrainerOptions().ConvergenceWindow));
+        var z = point.dim() == 1 ? point.unsqueeze(0) : point;
+        var values = Enumerable.Range(0, 32).Select(_ => target.Evaluate(z).item<double>()).Where(double.IsFinite).ToArray();
+        if (values.Length < 2) return double.NaN;
+        double mean = values.Average();
+        return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1));
     }
 
     private static TrainerOptions Training(PosteriorFitOptions o, StageSettings settings, int iterations, double learningRate, int batch, long seed) => new()

@@ -60,8 +60,10 @@ public sealed class MinibatchSource
     /// </summary>
     internal Dictionary<string, Tensor> Next()
     {
-        var (reals, integers) = prefetch is { } pending ? pending.GetAwaiter().GetResult() : Read();
-        prefetch = Task.Run(Read);
+        int ready = prefetch is null ? 0 : prefetching;
+        var (reals, integers) = prefetch is { } pending ? pending.GetAwaiter().GetResult() : Read(ready);
+        int next = prefetching = 1 - ready;
+        prefetch = Task.Run(() => Read(next));
         var batch = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         for (int j = 0; j < columns.Length; j++)
             batch[columns[j].Name] = reals[j] is { } r ? torch.tensor(r, ScalarType.Float64) : torch.tensor(integers[j]!);
@@ -70,10 +72,21 @@ public sealed class MinibatchSource
 
     private Task<(double[]?[] Reals, long[]?[] Integers)>? prefetch;
 
-    /// <summary>Reads B rows from the shuffled cursor, wrapping into a new pass (one reader at a time: Next waits for the previous read before starting one).</summary>
-    private (double[]?[] Reals, long[]?[] Integers) Read()
+    /// <summary>The buffer set the pending prefetch fills.</summary>
+    private int prefetching;
+
+    /// <summary>
+    /// Two sets of row buffers, used in turn: the worker fills one while the caller copies the other into tensors. Why
+    /// not new arrays per batch: at 20,000 rows each column's array is a large object, and the collections such
+    /// allocations force while libtorch works are what once finalized a temporary Scalar in use (README, "Scalars and
+    /// the garbage collector").
+    /// </summary>
+    private readonly (double[]?[] Reals, long[]?[] Integers)?[] buffers = new (double[]?[] Reals, long[]?[] Integers)?[2];
+
+    /// <summary>Reads B rows from the shuffled cursor into buffer set <paramref name="set"/>, wrapping into a new pass (one reader at a time: Next waits for the previous read before starting one).</summary>
+    private (double[]?[] Reals, long[]?[] Integers) Read(int set)
     {
-        var (reals, integers) = NewBatch(BatchSize);
+        var (reals, integers) = buffers[set] ??= NewBatch(BatchSize);
         int filled = rows?.Fill(reals, integers, 0, BatchSize) ?? 0;
         while (filled < BatchSize)
         {

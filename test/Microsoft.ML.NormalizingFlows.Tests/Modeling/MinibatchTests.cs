@@ -100,6 +100,26 @@ public sealed class MinibatchTests
         Assert.IsFalse(PosteriorFitter.Agree(Fit(-10.0, 3), Fit(-21.0, 4), 0.5));
     }
 
+    private sealed class Indexed { public int Index { get; set; } }
+
+    [TestMethod]
+    public void EachPassOfTheShuffledStreamHoldsEveryRowOnce()
+    {
+        // 7-row batches over 50 rows: batches straddle the passes, and the reader's two buffer sets alternate.
+        var ml = new MLContext(seed: 1);
+        var view = ml.Data.LoadFromEnumerable(Enumerable.Range(0, 50).Select(i => new Indexed { Index = i }));
+        var source = new BayesianModel("indexed").Parameter("mu").Minibatch(ml, view, 7, "Index").Minibatches!;
+        var stream = new List<long>();
+        for (int b = 0; b < 50; b++)
+        {
+            using var scope = torch.NewDisposeScope();
+            stream.AddRange(source.Next()["Index"].data<long>().ToArray());
+        }
+        for (int pass = 0; pass < 7; pass++)
+            CollectionAssert.AreEquivalent(Enumerable.Range(0, 50).Select(i => (long)i).ToArray(), stream.Skip(50 * pass).Take(50).ToArray(), $"pass {pass}");
+        CollectionAssert.AreNotEqual(stream.Take(50).ToArray(), stream.Skip(50).Take(50).ToArray(), "each pass is shuffled anew");
+    }
+
     [TestMethod]
     public void BadStreamsAreClearErrors()
     {

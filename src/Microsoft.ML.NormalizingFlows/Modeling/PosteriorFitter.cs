@@ -369,6 +369,7 @@ public static class PosteriorFitter
         // Keys compare as the presets read them (ignoring case), so that a user's "Hidden" keeps its value.
         var flowSettings = o.FlowSettings is { } s ? new Dictionary<string, string>(s, StringComparer.OrdinalIgnoreCase) : new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         flowSettings.TryAdd("hidden", o.FlowHiddenFor(target.Dimension).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (o.FlowPermutationFor() is { } permutation) flowSettings.TryAdd("permutation", permutation);
         var spec = new FlowSpec(o.Flow.ToLowerInvariant(), target.Dimension, o.FlowLayers, seed, flowSettings);
         var q = new Persistence.FlowDescription(spec, DType: "Float64", PreconditionMean: mean, PreconditionCholesky: Flatten(factor)).Build();
         var options = Training(o, settings, o.FlowIterations, o.FlowLearningRate, o.FlowBatchSize, seed);

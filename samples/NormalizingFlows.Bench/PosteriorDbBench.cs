@@ -11,7 +11,7 @@ using Microsoft.ML.NormalizingFlows.Modeling;
 internal static partial class BenchVerbs
 {
     static partial void RegisterPosteriorDb() => Add("posteriordb",
-        "Default recipe vs posteriordb references: [NAME|all] [--family flow|full-rank|mean-field] [--seed S] [--threads N]",
+        "Default recipe vs posteriordb references: [NAME|all] [--family flow|full-rank|mean-field] [--seed S] [--threads N] [--flow-steps N] [--flow-permutation none|reverse|random|lu]",
         PosteriorDb);
 
     private static int PosteriorDb(string[] args)
@@ -33,6 +33,9 @@ internal static partial class BenchVerbs
                     break;
                 case "--seed": options.Seed = long.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--threads": options.Threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                // Departures from the default recipe, for exploring it (the figures in docs/models.md use none).
+                case "--flow-steps": options.FlowIterations = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--flow-permutation": options.FlowPermutation = args[++i]; break;
                 default: which = args[i]; break;
             }
         }

@@ -117,7 +117,7 @@ internal static partial class BenchVerbs
             var fit = model.Fit(options);
             clock.Stop();
             memory.Stop();
-            Console.WriteLine($"fit: {clock.Elapsed.TotalSeconds:F1} s (default recipe, {family}, {parameterization}, {batch:N0}-row minibatches); k̂ {fit.Report.VerdictParetoK:F2}, {fit.Report.Verdict} (k̂ on a streamed likelihood is noisy: docs/models.md)");
+            Console.WriteLine($"fit: {clock.Elapsed.TotalSeconds:F1} s (default recipe, {family}, {parameterization}, {batch:N0}-row minibatches); k̂ {fit.Report.VerdictParetoK:F2}, {fit.Report.Verdict} (k̂ rests on streamed estimates of log p̃: precise with the control variate, noisy with --plain; docs/models.md)");
             foreach (var stage in fit.Stages) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"   {stage.Name}: {stage.Elapsed.TotalSeconds:F1} s, {stage.Detail}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"streamed {evaluations:N0} minibatches = {evaluations * (double)batch:N0} rows: {evaluations * (double)batch / clock.Elapsed.TotalSeconds:N0} rows/s"));

@@ -28,6 +28,12 @@ public static class FlowFactory
     /// <summary>Presets made of coupling layers: one part of the coordinates conditions the other, so d ≥ 2.</summary>
     private static readonly HashSet<string> CouplingPresets = new(StringComparer.OrdinalIgnoreCase) { "realnvp", "nsf-coupling" };
 
+    /// <summary>Whether <paramref name="preset"/> is made of coupling layers (realnvp, nsf-coupling).</summary>
+    internal static bool IsCoupling(string preset) => CouplingPresets.Contains(preset);
+
+    /// <summary>The <c>permutation</c> settings the layered presets accept: what mixes the coordinates between layers.</summary>
+    internal static readonly IReadOnlyList<string> Permutations = new[] { "none", "reverse", "random", "lu" };
+
     /// <summary>The preset names <see cref="Create(string, int, int, long, IReadOnlyDictionary{string, string}?)"/> accepts.</summary>
     public static IReadOnlyCollection<string> Names => Presets.Keys;
 
@@ -99,7 +105,7 @@ public static class FlowFactory
                 case "reverse": builder.ReversePermutation(); break;
                 case "random": builder.RandomPermutation(); break;
                 case "lu": builder.LULinear(); break;
-                default: throw new ArgumentException($"Unknown permutation '{permutation}' (none, reverse, random, lu).");
+                default: throw new ArgumentException($"Unknown permutation '{permutation}' ({string.Join(", ", Permutations)}).");
             }
         }
         if (s.FinalActNorm) builder.ActNorm();

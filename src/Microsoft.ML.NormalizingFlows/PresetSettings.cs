@@ -74,7 +74,7 @@ internal sealed class PresetSettings
     public int Bins => Int("bins", 8, 1, 999);
     public double Bound => Real("bound", 5.0);
     public bool RandomMasks => Choice("mask", "halves", "random") == "random";
-    public string? Permutation => Choice("permutation", "none", "reverse", "random", "lu");
+    public string? Permutation => Choice("permutation", FlowFactory.Permutations.ToArray());
     public bool FinalActNorm => Bool("actnorm", true);
     public bool IdentityInit => Bool("identity-init", true);
     public AutoregressiveDirection Direction =>

@@ -60,9 +60,8 @@ public sealed class MinibatchSource
     /// </summary>
     internal Dictionary<string, Tensor> Next()
     {
-        int ready = prefetch is null ? 0 : prefetching;
-        var (reals, integers) = prefetch is { } pending ? pending.GetAwaiter().GetResult() : Read(ready);
-        int next = prefetching = 1 - ready;
+        var (reals, integers) = prefetch is { } pending ? pending.GetAwaiter().GetResult() : Read(filling);
+        int next = filling ^= 1;
         prefetch = Task.Run(() => Read(next));
         var batch = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         for (int j = 0; j < columns.Length; j++)
@@ -72,8 +71,8 @@ public sealed class MinibatchSource
 
     private Task<(double[]?[] Reals, long[]?[] Integers)>? prefetch;
 
-    /// <summary>The buffer set the pending prefetch fills.</summary>
-    private int prefetching;
+    /// <summary>The buffer set the pending prefetch fills (the first read, with none pending, fills set 0).</summary>
+    private int filling;
 
     /// <summary>
     /// Two sets of row buffers, used in turn: the worker fills one while the caller copies the other into tensors. Why
@@ -111,14 +110,15 @@ public sealed class MinibatchSource
     {
         using var reader = new RowReader(original, columns, random: null);
         using var reference = torch.zeros(1, dtype: ScalarType.Float64);
+        var (reals, integers) = NewBatch(BatchSize); // one set for the whole pass: each batch is copied into tensors
         while (true)
         {
-            var (reals, integers) = NewBatch(BatchSize);
             int count = reader.Fill(reals, integers, 0, BatchSize);
             if (count == 0) yield break;
             var batch = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             for (int j = 0; j < columns.Length; j++)
-                batch[columns[j].Name] = reals[j] is { } r ? torch.tensor(r.AsSpan(0, count).ToArray(), ScalarType.Float64) : torch.tensor(integers[j]!.AsSpan(0, count).ToArray());
+                batch[columns[j].Name] = reals[j] is { } r ? torch.tensor(count == BatchSize ? r : r[..count], ScalarType.Float64)
+                    : torch.tensor(count == BatchSize ? integers[j]! : integers[j]![..count]);
             yield return new MinibatchRows(batch, Rows / (double)BatchSize, reference);
             foreach (var column in batch.Values) column.Dispose();
             if (count < BatchSize) yield break;

@@ -59,11 +59,9 @@ public sealed class PosteriorFitOptions
     /// </summary>
     public string? FlowPermutation { get; set; }
 
-    private static readonly string[] Permutations = { "none", "reverse", "random", "lu" };
-
     /// <summary>The permutation setting the flow stage adds (null: the preset's own default).</summary>
     public string? FlowPermutationFor() =>
-        FlowPermutation ?? (Flow.Equals("realnvp", StringComparison.OrdinalIgnoreCase) || Flow.Equals("nsf-coupling", StringComparison.OrdinalIgnoreCase) ? "lu" : null);
+        FlowPermutation ?? (FlowFactory.IsCoupling(Flow) ? "lu" : null);
 
     public Dictionary<string, string>? FlowSettings { get; set; }
     /// <summary>
@@ -116,8 +114,8 @@ public sealed class PosteriorFitOptions
         if (FlowIterations <= 0) throw new ArgumentOutOfRangeException(nameof(FlowIterations), FlowIterations, "FlowIterations must be positive.");
         if (FlowFits <= 0) throw new ArgumentOutOfRangeException(nameof(FlowFits), FlowFits, "FlowFits must be positive.");
         if (FlowHidden is <= 0) throw new ArgumentOutOfRangeException(nameof(FlowHidden), FlowHidden, "FlowHidden must be positive (or null for the automatic width).");
-        if (FlowPermutation is { } permutation && !Permutations.Contains(permutation, StringComparer.OrdinalIgnoreCase))
-            throw new ArgumentOutOfRangeException(nameof(FlowPermutation), permutation, $"Unknown permutation; use one of {string.Join(", ", Permutations)} (or null for the default).");
+        if (FlowPermutation is { } permutation && !FlowFactory.Permutations.Contains(permutation, StringComparer.OrdinalIgnoreCase))
+            throw new ArgumentOutOfRangeException(nameof(FlowPermutation), permutation, $"Unknown permutation; use one of {string.Join(", ", FlowFactory.Permutations)} (or null for the default).");
         if (MaxRestarts < 0) throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts, "MaxRestarts must be non-negative.");
         if (!(RestartTolerance > 0)) throw new ArgumentOutOfRangeException(nameof(RestartTolerance), RestartTolerance, "RestartTolerance must be positive.");
         if (EvaluationDraws < 100) throw new ArgumentOutOfRangeException(nameof(EvaluationDraws), EvaluationDraws, "EvaluationDraws must be at least 100.");

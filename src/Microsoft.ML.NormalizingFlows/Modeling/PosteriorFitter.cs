@@ -151,13 +151,13 @@ public static class PosteriorFitter
         return settings;
     }
 
-    /// <summary>The sd of the log density at <paramref name="point"/> over 32 minibatches (NaN when fewer than 2 values are finite).</summary>
-    internal static double MinibatchNoise(Target target, Tensor point)
+    /// <summary>The sd of the log density at <paramref name="mode"/> over 32 minibatches (NaN when fewer than 2 values are finite).</summary>
+    private static double MinibatchNoise(Target target, Tensor mode)
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
-        var z = point.dim() == 1 ? point.unsqueeze(0) : point;
-        var values = Enumerable.Range(0, 32).Select(_ => target.Evaluate(z).item<double>()).Where(double.IsFinite).ToArray();
+        var point = mode.unsqueeze(0);
+        var values = Enumerable.Range(0, 32).Select(_ => target.Evaluate(point).item<double>()).Where(double.IsFinite).ToArray();
         if (values.Length < 2) return double.NaN;
         double mean = values.Average();
         return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1));
